@@ -1,0 +1,3 @@
+from nemotron.cli import main
+
+main()

@@ -1,0 +1,46 @@
+"""Stage plugins: `conf/stage/<name>.yaml` names a function `run(cfg) -> Artifact | dict | None`.
+
+A team adds its own stage with a YAML file in its own config dir whose `_target_` points at its own
+function; nothing in this package changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+from pydantic import BaseModel, ValidationError
+
+from nemotron.errors import NemotronError
+from nemotron.tracking.session import active_tracking
+
+P = TypeVar("P", bound=BaseModel)
+
+
+def run_stage(cfg: DictConfig) -> Any:
+    """Import the stage function named by `stage._target_` and call it with the job config."""
+    from hydra.utils import get_method
+
+    active_tracking()  # raises now, before any work, if the job's artifact tracking could not be set up
+    target = cfg.stage.get("_target_")
+    if not target:
+        raise NemotronError("The stage config has no `_target_`: it must name a function `run(cfg)`.")
+    try:
+        stage = get_method(target)
+    except Exception as exc:
+        raise NemotronError(f"Cannot import the stage function {target!r}: {exc.__cause__ or exc}.") from exc
+    return stage(cfg)
+
+
+def stage_params(cfg: DictConfig, model: type[P]) -> P:
+    """The `stage:` parameters validated by a Pydantic model, with a one-paragraph error if invalid."""
+    values = OmegaConf.to_container(cfg.stage, resolve=True)
+    values.pop("_target_", None)
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"stage.{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+            for e in exc.errors()
+        )
+        raise NemotronError(f"Invalid stage parameters: {problems}.") from exc

@@ -1,0 +1,169 @@
+"""The Hydra callback that gives every job its lineage.
+
+    job start (rank 0): set up the stores, resolve every ${art:} once (pinning `latest` and aliases to an
+                        exact name:vN), write lineage.json and config.resolved.yaml, redact Hydra's copies
+    job end   (rank 0): commit each returned artifact to every store with its run record and inputs,
+                        then show it (panel on stderr, JSON line on stdout)
+
+Hydra turns exceptions raised in callbacks into warnings, so failures are handled explicitly: a setup
+failure makes the job's first use of tracking raise (the task stops before doing any work), and a failed
+commit marks the job FAILED, so the command exits non-zero with the message.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import CompactHydraException
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from nemotron.artifacts.base import Artifact
+from nemotron.errors import NemotronError
+from nemotron.tracking import report
+from nemotron.tracking.runinfo import build_run_record, is_rank0, redact, redact_override
+from nemotron.tracking.session import ArtifactSettings, Tracking, fail_tracking
+
+LINEAGE_FILE = "lineage.json"
+RESOLVED_CONFIG_FILE = "config.resolved.yaml"
+
+
+class JobError(CompactHydraException):
+    """A NemotronError as Hydra reports it: the message alone, no traceback."""
+
+
+def user_error(exc: BaseException) -> NemotronError | None:
+    """The NemotronError behind `exc` (OmegaConf wraps errors raised inside resolvers), if any."""
+    while exc is not None:
+        if isinstance(exc, NemotronError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+class ArtifactCallback(Callback):
+    """Pins inputs at job start and commits outputs at job end. Holds no clients: it is pickled to nodes."""
+
+    def __init__(self) -> None:
+        self._tokens: list[Any] = []
+
+    # -- host side ------------------------------------------------------------------------------------
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        report.print_submission(config, mode="run (in this process)")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        report.print_submission(config, mode="multirun (one job per sweep point)")
+
+    # -- job side -------------------------------------------------------------------------------------
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not is_rank0():
+            return
+        output_dir = Path(config.hydra.runtime.output_dir)
+        _redact_hydra_files(output_dir / str(config.hydra.output_subdir or ".hydra"))
+        try:
+            tracking = Tracking(ArtifactSettings.from_config(config.get("artifacts")))
+            self._tokens.append(tracking.start())
+            resolved = _resolve_task_config(config)
+        except Exception as exc:  # recorded, and raised by the task's first use of tracking
+            error = user_error(exc) or NemotronError(f"The job config cannot be resolved: {exc}")
+            self._tokens.append(fail_tracking(error))
+            return
+        (output_dir / RESOLVED_CONFIG_FILE).write_text(OmegaConf.to_yaml(redact(resolved)))
+        _write_lineage(output_dir, tracking, outputs=[])
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if not self._tokens:
+            return
+        try:
+            if job_return.status == JobStatus.COMPLETED:
+                self._commit_outputs(config, job_return)
+        finally:
+            Tracking.stop(self._tokens.pop())
+
+    def _commit_outputs(self, config: DictConfig, job_return: JobReturn) -> None:
+        from nemotron.tracking.session import active_tracking
+
+        output_dir = Path(config.hydra.runtime.output_dir)
+        try:
+            tracking = active_tracking()
+            outputs = _outputs_of(job_return._return_value)
+            run = build_run_record(
+                config=_load_resolved(output_dir),
+                overrides=list(config.hydra.overrides.task),
+                output_dir=str(output_dir),
+                hydra_job_id=str(config.hydra.job.get("id")),
+                hydra_job_name=config.hydra.job.name,
+            )
+            committed = []
+            for name, artifact in outputs:
+                manifest = tracking.commit(artifact, name=name, run=run) if tracking.store else None
+                committed.append((artifact, manifest))
+        except NemotronError as exc:
+            report.print_error(str(exc))
+            job_return.status = JobStatus.FAILED
+            job_return._return_value = JobError(f"Nothing was committed: {exc}")
+            return
+        _write_lineage(output_dir, tracking, outputs=[m.ref for _, m in committed if m])
+        for artifact, manifest in committed:
+            report.print_completion(artifact, manifest, tracking.store.url if tracking.store else None)
+            report.emit_json_line(artifact)
+
+
+def _resolve_task_config(config: DictConfig) -> dict[str, Any]:
+    """Resolve every interpolation of the job's own config (not `hydra:`), pinning each ${art:}."""
+    task_config = copy.deepcopy(config)
+    with open_dict(task_config):
+        task_config.pop("hydra", None)
+    return OmegaConf.to_container(task_config, resolve=True)
+
+
+def _outputs_of(value: Any) -> list[tuple[str | None, Artifact]]:
+    if value is None:
+        return []
+    if isinstance(value, Artifact):
+        return [(value.name, value)]
+    if isinstance(value, dict) and all(isinstance(v, Artifact) for v in value.values()):
+        return [(artifact.name or key, artifact) for key, artifact in value.items()]
+    raise NemotronError(
+        f"A stage must return an Artifact, a dict of Artifacts or None; it returned {type(value).__name__}."
+    )
+
+
+def _write_lineage(output_dir: Path, tracking: Tracking, outputs: list[str]) -> None:
+    lineage = {"inputs": tracking.pinned(), "used_artifacts": tracking.used_artifacts, "outputs": outputs}
+    (output_dir / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2) + "\n")
+
+
+def _load_resolved(output_dir: Path) -> dict[str, Any]:
+    path = output_dir / RESOLVED_CONFIG_FILE
+    return OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {}
+
+
+def _redact_hydra_files(hydra_dir: Path) -> None:
+    """Hydra saves the job config and overrides as given; remove secrets from those copies."""
+    import yaml
+
+    for path in (hydra_dir / "config.yaml", hydra_dir / "hydra.yaml", hydra_dir / "overrides.yaml"):
+        if not path.exists():
+            continue
+        data = yaml.safe_load(path.read_text())
+        if isinstance(data, list):
+            clean = [redact_override(item) if isinstance(item, str) else item for item in data]
+        else:
+            clean = redact(_redact_override_lists(data))
+        if clean != data:
+            path.write_text(yaml.safe_dump(clean, sort_keys=False))
+
+
+def _redact_override_lists(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _redact_override_lists(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [redact_override(v) if isinstance(v, str) else _redact_override_lists(v) for v in node]
+    return node

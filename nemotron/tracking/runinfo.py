@@ -1,0 +1,127 @@
+"""The run record written into every manifest, and the redaction of secrets from everything we write."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from nemotron.tracking.records import GitInfo, RunRecord
+
+REDACTED = "***REDACTED***"
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+_PACKAGES = (
+    "nemotron",
+    "hydra-core",
+    "omegaconf",
+    "hydra-submitit-launcher",
+    "submitit",
+    "pydantic",
+    "fsspec",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "wandb",
+    "megatron-core",
+    "megatron-bridge",
+    "nemo-rl",
+)
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(str(name)))
+
+
+def redact(value: Any) -> Any:
+    """A copy of a config-like structure with the values of secret-named keys replaced."""
+    if isinstance(value, dict):
+        return {k: REDACTED if is_secret_name(k) else redact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    return value
+
+
+def redact_override(text: str) -> str:
+    """Redact one `key=value` command-line item (`wandb.api_key=abc` -> `wandb.api_key=***REDACTED***`)."""
+    key, sep, _ = text.partition("=")
+    return f"{key}={REDACTED}" if sep and is_secret_name(key) else text
+
+
+def git_info(directory: Path) -> GitInfo | None:
+    """Commit and dirty flag of the git checkout containing `directory`, if any."""
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(directory), *args], capture_output=True, text=True, timeout=10, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return GitInfo(commit=commit, dirty=bool(status), repo=git("rev-parse", "--show-toplevel") or "")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def build_run_record(
+    config: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+    output_dir: str | None = None,
+    hydra_job_id: str | None = None,
+    hydra_job_name: str | None = None,
+) -> RunRecord:
+    """Describe the current process: command, config, code version, host and scheduler ids."""
+    import nemotron
+
+    code_dir = Path(nemotron.__file__).resolve().parent
+    return RunRecord(
+        command=[redact_override(arg) for arg in sys.argv],
+        overrides=[redact_override(o) for o in overrides or []],
+        config=redact(config or {}),
+        git=git_info(Path.cwd()) or git_info(code_dir),
+        host=socket.gethostname(),
+        user=getpass.getuser(),
+        cwd=os.getcwd(),
+        output_dir=output_dir,
+        hydra_job_id=hydra_job_id,
+        hydra_job_name=hydra_job_name,
+        slurm_job_id=slurm_job_id(),
+        python=platform.python_version(),
+        packages=package_versions(),
+    )
+
+
+def slurm_job_id() -> str | None:
+    array_id = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if array_id:
+        return f"{array_id}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def is_rank0() -> bool:
+    """True in the process that resolves and commits artifacts: global rank 0 under submitit or torchrun."""
+    if os.environ.get("SUBMITIT_EXECUTOR"):
+        import submitit
+
+        return submitit.JobEnvironment().global_rank == 0
+    return int(os.environ.get("RANK", "0")) == 0

@@ -1,0 +1,380 @@
+"""The manifest store: versioned artifact records on any fsspec filesystem.
+
+Layout under `root`:
+
+    {name}/v{N}/manifest.json    the version: it exists iff this file exists and parses
+    {name}/v{N}/metadata.json    the artifact's fields, written by the winner after the commit
+    {name}/latest                "vN": a hint, confirmed by probing v{N+1}, v{N+2}, ...
+    {name}/aliases/{alias}       "vN"
+    {name}/alias_history/*.json  one file per alias change (append-only)
+    {name}/.staging/*            a local writer's temporary files
+
+A commit is one conditional create of `v{N}/manifest.json`: locally a hard link from a fully written
+temporary file (atomic, fails if the name exists); on object stores a create-only put. On conflict the
+writer takes N+1. Nothing is written into `v{N}/` before that create succeeds, so two writers racing for
+the same N never mix their files, and a writer killed at any point leaves no visible partial version.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import ValidationError
+
+from nemotron.artifacts.refs import ArtifactRef, validate_alias, validate_name
+from nemotron.errors import ArtifactNotFoundError, BadReferenceError, CommitError, StoreError
+from nemotron.tracking.records import Manifest
+
+_VERSION_DIR = re.compile(r"v([1-9]\d*)")
+# Filesystems whose writes can be made conditional ("create only if absent").
+_CONDITIONAL_PROTOCOLS = {"memory", "s3", "s3a"}
+_MAX_COMMIT_ATTEMPTS = 100_000
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """Something left in the store by a writer that died: never a visible version."""
+
+    path: str
+    reason: str
+
+
+class ManifestStore:
+    """Versioned artifact records under one fsspec root."""
+
+    def __init__(self, root: str, single_writer: bool = False) -> None:
+        import fsspec
+
+        if not root or not isinstance(root, str):
+            raise StoreError(f"The artifact store root must be a path or URL, got {root!r}.")
+        self.url = root
+        self.fs, path = fsspec.core.url_to_fs(root)
+        self.root = path.rstrip("/") or "/"
+        protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
+        self.is_local = bool(protocols & {"file", "local"})
+        self.can_create_conditionally = self.is_local or bool(protocols & _CONDITIONAL_PROTOCOLS)
+        self.single_writer = single_writer
+        self.file_ops = 0  # every filesystem call, for the store benchmark
+
+    def __repr__(self) -> str:
+        return f"ManifestStore({self.url!r})"
+
+    # -- low-level filesystem calls (counted) -----------------------------------------------------------
+
+    def _p(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def _cat(self, path: str) -> bytes | None:
+        self.file_ops += 1
+        try:
+            return self.fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+
+    def _exists(self, path: str) -> bool:
+        self.file_ops += 1
+        return self.fs.exists(path)
+
+    def _ls(self, path: str) -> list[str]:
+        self.file_ops += 1
+        try:
+            return [entry.rstrip("/").rsplit("/", 1)[-1] for entry in self.fs.ls(path, detail=False)]
+        except FileNotFoundError:
+            return []
+
+    def _put(self, path: str, data: bytes) -> None:
+        """Overwrite `path` so that readers see the old or the new content, never a torn file."""
+        self.file_ops += 1
+        if self.is_local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, data)
+
+    def _create(self, path: str, data: bytes) -> None:
+        """Create `path` with `data` only if it does not exist; raises FileExistsError otherwise."""
+        self.file_ops += 1
+        if not self.is_local:
+            if self.can_create_conditionally:
+                self.fs.pipe_file(path, data, mode="create")
+            elif self.fs.exists(path):  # single-writer mode: nobody else writes
+                raise FileExistsError(path)
+            else:
+                self.fs.pipe_file(path, data)
+            return
+        staging = os.path.join(os.path.dirname(os.path.dirname(path)), ".staging")
+        os.makedirs(staging, exist_ok=True)
+        tmp = os.path.join(staging, f"{uuid.uuid4().hex}.json")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+
+    # -- checks -------------------------------------------------------------------------------------------
+
+    def check_readable(self) -> None:
+        if not self._exists(self.root):
+            raise StoreError(
+                f"The artifact store root {self.url!r} does not exist. Point artifacts.manifest.root "
+                "(or --root, or NEMOTRON_ARTIFACTS_ROOT) at an existing store, or commit an artifact "
+                "there first."
+            )
+
+    def check_writable(self) -> None:
+        if not (self.can_create_conditionally or self.single_writer):
+            raise StoreError(
+                f"The filesystem of {self.url!r} ({self.fs.protocol}) cannot create files conditionally, "
+                "so two concurrent writers could overwrite each other's versions. Use a local path, "
+                "memory:// or s3://, or set artifacts.manifest.single_writer=true if only one process "
+                "ever writes to this store."
+            )
+        if self.is_local:
+            try:
+                os.makedirs(self.root, exist_ok=True)
+                probe = os.path.join(self.root, f".write-test-{uuid.uuid4().hex}")
+                with open(probe, "wb"):
+                    pass
+                os.unlink(probe)
+            except OSError as exc:
+                raise StoreError(
+                    f"Cannot write to the artifact store root {self.url!r}: {exc.strerror or exc}. "
+                    "Choose a writable directory with artifacts.manifest.root=... (or --root)."
+                ) from exc
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        self.check_readable()
+        return sorted(n for n in self._ls(self.root) if not n.startswith(".") and _is_name(n))
+
+    def versions(self, name: str) -> list[int]:
+        """Committed versions of `name`, ascending (one listing plus one check per version)."""
+        validate_name(name)
+        found = [int(m.group(1)) for d in self._ls(self._p(name)) if (m := _VERSION_DIR.fullmatch(d))]
+        return sorted(v for v in found if self._exists(self._p(name, f"v{v}", "manifest.json")))
+
+    def latest_version(self, name: str) -> int | None:
+        """The highest committed version: the `latest` hint, then probe upward until a gap."""
+        hint = _parse_version_text(self._cat(self._p(name, "latest")))
+        if hint is None:
+            versions = self.versions(name)
+            return versions[-1] if versions else None
+        version = hint
+        while self._exists(self._p(name, f"v{version + 1}", "manifest.json")):
+            version += 1
+        return version
+
+    def manifest(self, name: str, version: int) -> Manifest:
+        raw = self._cat(self._p(name, f"v{version}", "manifest.json"))
+        if raw is None:
+            raise ArtifactNotFoundError(f"{name}:v{version} does not exist in {self.url}.")
+        return self._parse_manifest(raw, f"{name}:v{version}")
+
+    def _parse_manifest(self, raw: bytes, label: str) -> Manifest:
+        try:
+            return Manifest.model_validate_json(raw)
+        except ValidationError as exc:
+            raise StoreError(
+                f"The manifest of {label} in {self.url} is corrupt ({exc.errors()[0]['msg']}). "
+                "Versions are never rewritten, so the file was damaged outside nemotron; run "
+                "`nemotron-art fsck` to list damaged records."
+            ) from exc
+
+    def resolve(self, ref: ArtifactRef | str) -> Manifest:
+        """The manifest of the exact version a reference names."""
+        if isinstance(ref, str):
+            ref = ArtifactRef.parse(ref)
+        self.check_readable()
+        if ref.version is not None:
+            version = ref.version
+        elif ref.alias is not None:
+            version = self.alias_version(ref.name, ref.alias)
+        else:
+            version = self.latest_version(ref.name)
+            if version is None:
+                raise ArtifactNotFoundError(self._unknown_name_message(ref.name))
+        raw = self._cat(self._p(ref.name, f"v{version}", "manifest.json"))
+        if raw is None and ref.version is None and ref.alias is None:
+            versions = self.versions(ref.name)  # the hint named a deleted version: fall back to listing
+            if versions:
+                return self.manifest(ref.name, versions[-1])
+        if raw is None:
+            if not self._ls(self._p(ref.name)):
+                raise ArtifactNotFoundError(self._unknown_name_message(ref.name))
+            latest = self.latest_version(ref.name)
+            raise ArtifactNotFoundError(
+                f"{ref.name}:v{version} does not exist in {self.url}; the latest version is "
+                f"v{latest}. Use {ref.name}:latest or one of v1..v{latest}."
+            )
+        return self._parse_manifest(raw, f"{ref.name}:v{version}")
+
+    def metadata(self, manifest: Manifest) -> dict[str, Any]:
+        """The artifact fields of a version: `metadata.json`, or the manifest's copy if it is missing."""
+        raw = self._cat(self._p(manifest.name, f"v{manifest.version}", "metadata.json"))
+        if raw is not None:
+            try:
+                return json.loads(raw)
+            except ValueError:  # a torn metadata.json: the manifest carries the same fields
+                return manifest.metadata
+        return manifest.metadata
+
+    def _unknown_name_message(self, name: str) -> str:
+        names = self.names() if self._exists(self.root) else []
+        close = [n for n in names if name in n or n in name][:5]
+        hint = f" Similar names: {', '.join(close)}." if close else ""
+        return f"No artifact named {name!r} in {self.url}.{hint} `nemotron-art ls` lists what is there."
+
+    # -- committing -----------------------------------------------------------------------------------
+
+    def commit(self, name: str, record: dict[str, Any]) -> Manifest:
+        """Commit `record` (a Manifest without name/version) as the next version of `name`."""
+        validate_name(name)
+        self.check_writable()
+        version = (self.latest_version(name) or 0) + 1
+        for _ in range(_MAX_COMMIT_ATTEMPTS):
+            manifest = Manifest.model_validate(
+                {**record, "name": name, "version": version, "committed_at": datetime.now(timezone.utc)}
+            )
+            manifest.metadata["name"] = name
+            try:
+                self._create(self._p(name, f"v{version}", "manifest.json"), _dump(manifest))
+            except FileExistsError:
+                version += 1
+                continue
+            except OSError as exc:
+                raise CommitError(f"Could not commit {name}:v{version} to {self.url}: {exc}.") from exc
+            self._after_commit(manifest)
+            return manifest
+        raise CommitError(f"Gave up committing {name} after {_MAX_COMMIT_ATTEMPTS} conflicting versions.")
+
+    def _after_commit(self, manifest: Manifest) -> None:
+        name, version = manifest.name, manifest.version
+        self._put(self._p(name, f"v{version}", "metadata.json"), json.dumps(manifest.metadata, indent=2).encode())
+        current = _parse_version_text(self._cat(self._p(name, "latest"))) or 0
+        if version > current:
+            self._put(self._p(name, "latest"), f"v{version}".encode())
+
+    # -- aliases ----------------------------------------------------------------------------------------
+
+    def aliases(self, name: str) -> dict[str, int]:
+        result = {}
+        for alias in self._ls(self._p(name, "aliases")):
+            version = _parse_version_text(self._cat(self._p(name, "aliases", alias)))
+            if version is not None and not alias.startswith("."):
+                result[alias] = version
+        return result
+
+    def alias_version(self, name: str, alias: str) -> int:
+        version = _parse_version_text(self._cat(self._p(name, "aliases", alias)))
+        if version is None:
+            known = ", ".join(sorted(self.aliases(name))) or "none"
+            if not self._ls(self._p(name)):
+                raise ArtifactNotFoundError(self._unknown_name_message(name))
+            raise ArtifactNotFoundError(
+                f"{name} has no alias {alias!r} in {self.url} (aliases: {known}). "
+                f"Set one with `nemotron-art alias {name}:vN {alias}`."
+            )
+        return version
+
+    def set_alias(self, ref: ArtifactRef | str, alias: str) -> int:
+        """Point `alias` at the version `ref` names; the change is appended to the alias history."""
+        validate_alias(alias)
+        manifest = self.resolve(ref)
+        self.check_writable()
+        previous = _parse_version_text(self._cat(self._p(manifest.name, "aliases", alias)))
+        event = {
+            "alias": alias,
+            "version": manifest.version,
+            "previous": previous,
+            "at": datetime.now(timezone.utc).isoformat(),
+            "user": getpass.getuser(),
+            "host": socket.gethostname(),
+        }
+        stamp = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        self._create(self._p(manifest.name, "alias_history", f"{stamp}.json"), json.dumps(event).encode())
+        self._put(self._p(manifest.name, "aliases", alias), f"v{manifest.version}".encode())
+        return manifest.version
+
+    def alias_history(self, name: str) -> list[dict[str, Any]]:
+        events = []
+        for entry in sorted(self._ls(self._p(name, "alias_history"))):
+            raw = self._cat(self._p(name, "alias_history", entry))
+            if raw is not None:
+                events.append(json.loads(raw))
+        return events
+
+    # -- integrity ------------------------------------------------------------------------------------
+
+    def fsck(self, clean: bool = False, grace_s: float = 300.0) -> list[Orphan]:
+        """Find what crashed writers left behind; with `clean`, remove what is older than `grace_s`."""
+        orphans = []
+        now = time.time()
+        for name in self.names():
+            for entry in self._ls(self._p(name, ".staging")):
+                orphans.append(Orphan(self._p(name, ".staging", entry), "temporary file of a writer"))
+            for entry in self._ls(self._p(name)):
+                if _VERSION_DIR.fullmatch(entry):
+                    orphans.extend(self._check_version_dir(name, entry))
+                elif ".tmp-" in entry:
+                    orphans.append(Orphan(self._p(name, entry), "temporary file of a writer"))
+        if clean:
+            for orphan in orphans:
+                if now - self._mtime(orphan.path) >= grace_s:
+                    self.fs.rm(orphan.path, recursive=True)
+        return orphans
+
+    def _check_version_dir(self, name: str, entry: str) -> list[Orphan]:
+        raw = self._cat(self._p(name, entry, "manifest.json"))
+        if raw is None:
+            return [Orphan(self._p(name, entry), "version directory without manifest.json")]
+        try:
+            Manifest.model_validate_json(raw)
+        except ValidationError:
+            return [Orphan(self._p(name, entry), "manifest.json does not parse")]
+        return []
+
+    def _mtime(self, path: str) -> float:
+        try:
+            info = self.fs.info(path)
+        except FileNotFoundError:
+            return 0.0
+        stamp = info.get("mtime") or info.get("created") or info.get("LastModified")
+        if isinstance(stamp, datetime):
+            return stamp.timestamp()
+        return float(stamp) if stamp else 0.0
+
+
+def _is_name(text: str) -> bool:
+    try:
+        validate_name(text)
+    except BadReferenceError:
+        return False
+    return True
+
+
+def _parse_version_text(raw: bytes | None) -> int | None:
+    if raw is None:
+        return None
+    match = _VERSION_DIR.fullmatch(raw.decode(errors="replace").strip())
+    return int(match.group(1)) if match else None
+
+
+def _dump(manifest: Manifest) -> bytes:
+    return manifest.model_dump_json(indent=2).encode()
