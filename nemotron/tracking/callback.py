@@ -97,11 +97,13 @@ class ArtifactCallback(Callback):
                 config=_load_resolved(output_dir),
                 overrides=list(config.hydra.overrides.task),
                 output_dir=str(output_dir),
-                hydra_job_id=str(config.hydra.job.get("id")),
+                hydra_job_id=_optional_str(config.hydra.job.get("id")),
                 hydra_job_name=config.hydra.job.name,
             )
             committed = []
             for name, artifact in outputs:
+                if artifact.producer is None:
+                    artifact.producer = run.slurm_job_id or output_dir.name
                 manifest = tracking.commit(artifact, name=name, run=run) if tracking.store else None
                 committed.append((artifact, manifest))
         except NemotronError as exc:
@@ -113,6 +115,10 @@ class ArtifactCallback(Callback):
         for artifact, manifest in committed:
             report.print_completion(artifact, manifest, tracking.store.url if tracking.store else None)
             report.emit_json_line(artifact)
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _resolve_task_config(config: DictConfig) -> dict[str, Any]:

@@ -65,7 +65,9 @@ class Tracking:
                 "env.toml) is not available in this version of nemotron yet. Use artifacts=manifest, or "
                 "set artifacts.wandb=false."
             )
-        self.store = ManifestStore(self.settings.root, self.settings.single_writer) if self.settings.root else None
+        self.store = (
+            ManifestStore(self.settings.root, self.settings.single_writer) if self.settings.root else None
+        )
         self._pins: dict[str, Manifest] = {}
         self._roles: dict[str, str] = {}  # run.<role> -> reference as written
         self._stdin_line: str | None = None

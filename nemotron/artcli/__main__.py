@@ -1,0 +1,5 @@
+import sys
+
+from nemotron.artcli import main
+
+sys.exit(main())

@@ -1,0 +1,133 @@
+"""The `nemotron-art` subcommands: each takes the store and the parsed arguments, prints, returns an exit code."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+
+from rich.console import Console
+from rich.table import Table
+
+from nemotron.artcli import print_json
+from nemotron.artifacts.refs import ArtifactRef
+from nemotron.tracking.lineage import render_tree, upstream
+from nemotron.tracking.store import ManifestStore
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def ls(store: ManifestStore, args: Namespace) -> int:
+    if args.name:
+        return _ls_versions(store, ArtifactRef.parse(args.name).name, args.json)
+    rows = []
+    for name in store.names():
+        latest = store.latest_version(name)
+        if latest is not None:
+            manifest = store.manifest(name, latest)
+            rows.append(
+                {
+                    "name": name,
+                    "latest": f"v{latest}",
+                    "type": manifest.type,
+                    "aliases": store.aliases(name),
+                    "committed_at": manifest.committed_at.isoformat(),
+                }
+            )
+    if args.json:
+        print_json(rows)
+        return 0
+    table = Table("name", "latest", "type", "aliases", "committed", title=f"artifacts in {store.url}")
+    for row in rows:
+        aliases = ", ".join(f"{a}->v{v}" for a, v in sorted(row["aliases"].items()))
+        table.add_row(row["name"], row["latest"], row["type"], aliases, row["committed_at"][:19])
+    console.print(table)
+    return 0
+
+
+def _ls_versions(store: ManifestStore, name: str, as_json: bool) -> int:
+    store.resolve(name)  # a clear error for an unknown name
+    aliases: dict[int, list[str]] = {}
+    for alias, version in store.aliases(name).items():
+        aliases.setdefault(version, []).append(alias)
+    rows = []
+    for version in store.versions(name):
+        manifest = store.manifest(name, version)
+        rows.append(
+            {
+                "ref": manifest.ref,
+                "type": manifest.type,
+                "path": manifest.path,
+                "aliases": sorted(aliases.get(version, [])),
+                "inputs": manifest.used_artifacts,
+                "committed_at": manifest.committed_at.isoformat(),
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return 0
+    table = Table("version", "aliases", "inputs", "committed", "path", title=name)
+    for row in rows:
+        table.add_row(
+            row["ref"],
+            ", ".join(row["aliases"]),
+            ", ".join(row["inputs"]),
+            row["committed_at"][:19],
+            row["path"],
+        )
+    console.print(table)
+    return 0
+
+
+def show(store: ManifestStore, args: Namespace) -> int:
+    manifest = store.resolve(args.ref)
+    if args.json:
+        print_json(manifest.model_dump(mode="json"))
+        return 0
+    table = Table.grid(padding=(0, 2))
+    table.add_row("uri", manifest.uri)
+    table.add_row("type", manifest.type)
+    table.add_row("path", manifest.path)
+    table.add_row("committed", manifest.committed_at.isoformat())
+    table.add_row("inputs", ", ".join(manifest.used_artifacts) or "-")
+    table.add_row("sources", ", ".join(str(s.get("uri")) for s in manifest.inputs) or "-")
+    aliases = [a for a, v in store.aliases(manifest.name).items() if v == manifest.version]
+    table.add_row("aliases", ", ".join(sorted(aliases)) or "-")
+    table.add_row("files", f"{len(manifest.files)} ({sum(f.size for f in manifest.files):,} bytes)")
+    hidden = ("path", "name", "type", "created_at")
+    fields = {k: v for k, v in manifest.metadata.items() if k not in hidden and v not in (None, {}, [])}
+    for key, value in fields.items():
+        table.add_row(key, str(value))
+    if manifest.run:
+        run = manifest.run
+        table.add_row("command", " ".join(run.command))
+        if run.git:
+            table.add_row("git", f"{run.git.commit[:12]}{' (dirty)' if run.git.dirty else ''}")
+        table.add_row(
+            "host", f"{run.host}  slurm job {run.slurm_job_id or '-'}  hydra job {run.hydra_job_id or '-'}"
+        )
+    console.print(table)
+    return 0
+
+
+def lineage(store: ManifestStore, args: Namespace) -> int:
+    graph = upstream(store, args.ref, depth=args.depth)
+    if args.json:
+        print_json(graph)
+    else:
+        console.print(render_tree(graph))
+    return 0
+
+
+def alias(store: ManifestStore, args: Namespace) -> int:
+    ref = ArtifactRef.parse(args.ref)
+    version = store.set_alias(ref, args.alias)
+    console.print(f"{ref.name}:{args.alias} -> v{version}")
+    return 0
+
+
+def fsck(store: ManifestStore, args: Namespace) -> int:
+    orphans = store.fsck(clean=args.clean, grace_s=args.grace)
+    for orphan in orphans:
+        console.print(f"orphan  {orphan.path}  ({orphan.reason})")
+    verb = "found, removed those older than the grace period" if args.clean else "found"
+    console.print(f"{len(orphans)} orphan(s) {verb} in {store.url}")
+    return 1 if orphans and not args.clean else 0
