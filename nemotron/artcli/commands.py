@@ -1,4 +1,4 @@
-"""The `nemotron-art` subcommands: each takes the store and the parsed arguments, prints, returns an exit code."""
+"""The `nemotron-art` subcommands: each takes the store and the parsed arguments and returns an exit code."""
 
 from __future__ import annotations
 
@@ -101,9 +101,7 @@ def show(store: ManifestStore, args: Namespace) -> int:
         table.add_row("command", " ".join(run.command))
         if run.git:
             table.add_row("git", f"{run.git.commit[:12]}{' (dirty)' if run.git.dirty else ''}")
-        table.add_row(
-            "host", f"{run.host}  slurm job {run.slurm_job_id or '-'}  hydra job {run.hydra_job_id or '-'}"
-        )
+        table.add_row("host", f"{run.host}  slurm job {run.slurm_job_id or '-'}  hydra job {run.hydra_job_id or '-'}")
     console.print(table)
     return 0
 

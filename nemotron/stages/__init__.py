@@ -40,7 +40,6 @@ def stage_params(cfg: DictConfig, model: type[P]) -> P:
         return model.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"stage.{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
-            for e in exc.errors()
+            f"stage.{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()
         )
         raise NemotronError(f"Invalid stage parameters: {problems}.") from exc

@@ -12,9 +12,7 @@ def upstream(store: ManifestStore, reference: str, depth: int | None = None) -> 
     return _node(store, store.resolve(reference).ref, depth, seen={})
 
 
-def _node(
-    store: ManifestStore, ref: str, depth: int | None, seen: dict[str, dict[str, Any]]
-) -> dict[str, Any]:
+def _node(store: ManifestStore, ref: str, depth: int | None, seen: dict[str, dict[str, Any]]) -> dict[str, Any]:
     if ref in seen:  # a version used twice upstream is expanded once
         return {"ref": ref, "type": seen[ref]["type"], "repeated": True}
     manifest = store.resolve(ref)

@@ -33,9 +33,7 @@ def print_submission(config: Any, mode: str) -> None:
     if (config.get("artifacts") or {}).get("wandb"):
         stores.append("wandb")
     table.add_row("artifacts", ", ".join(stores) or "none (nothing is recorded)")
-    table.add_row(
-        "launcher", f"{choices.get('launcher', '?')} ({hydra.launcher._target_.rsplit('.', 1)[-1]})"
-    )
+    table.add_row("launcher", f"{choices.get('launcher', '?')} ({hydra.launcher._target_.rsplit('.', 1)[-1]})")
     table.add_row("mode", mode)
     if hydra.overrides.task:
         from nemotron.tracking.runinfo import redact_override
@@ -53,9 +51,7 @@ def print_completion(artifact: Artifact, manifest: Manifest | None, store_url: s
     table.add_row("type", artifact.type)
     table.add_row("path", artifact.path)
     if manifest and store_url:
-        table.add_row(
-            "manifest", f"{store_url.rstrip('/')}/{manifest.name}/v{manifest.version}/manifest.json"
-        )
+        table.add_row("manifest", f"{store_url.rstrip('/')}/{manifest.name}/v{manifest.version}/manifest.json")
         if manifest.used_artifacts:
             table.add_row("inputs", ", ".join(manifest.used_artifacts))
     for key, value in _metrics(artifact).items():

@@ -65,9 +65,7 @@ class Tracking:
                 "env.toml) is not available in this version of nemotron yet. Use artifacts=manifest, or "
                 "set artifacts.wandb=false."
             )
-        self.store = (
-            ManifestStore(self.settings.root, self.settings.single_writer) if self.settings.root else None
-        )
+        self.store = ManifestStore(self.settings.root, self.settings.single_writer) if self.settings.root else None
         self._pins: dict[str, Manifest] = {}
         self._roles: dict[str, str] = {}  # run.<role> -> reference as written
         self._stdin_line: str | None = None
@@ -127,7 +125,7 @@ class Tracking:
         return sorted({m.ref for m in self._pins.values()})
 
     def pinned(self) -> list[dict[str, str | None]]:
-        """Each input as written (with its `run.<role>` if it has one) and the exact `name:vN`, for lineage.json."""
+        """Each input as written, its `run.<role>` if any, and the exact `name:vN` (for lineage.json)."""
         roles = {reference: role for role, reference in self._roles.items()}
         return [
             {"role": roles.get(text), "reference": text, "version": manifest.ref}

@@ -266,9 +266,7 @@ class ManifestStore:
 
     def _after_commit(self, manifest: Manifest) -> None:
         name, version = manifest.name, manifest.version
-        self._put(
-            self._p(name, f"v{version}", "metadata.json"), json.dumps(manifest.metadata, indent=2).encode()
-        )
+        self._put(self._p(name, f"v{version}", "metadata.json"), json.dumps(manifest.metadata, indent=2).encode())
         current = _parse_version_text(self._cat(self._p(name, "latest"))) or 0
         if version > current:
             self._put(self._p(name, "latest"), f"v{version}".encode())
