@@ -1,7 +1,7 @@
 """`python -m nemotron` / `nemotron`: compose the config, run the selected stage, commit what it returns.
 
 The @hydra.main function lives here (not in __main__.py) so Hydra finds the packaged config as
-`pkg://nemotron.conf`; the job name is set to `nemotron` in conf/config.yaml.
+`pkg://nemotron.conf`; the job name is set to `nemotron` in nemotron/conf/config.yaml.
 """
 
 from __future__ import annotations

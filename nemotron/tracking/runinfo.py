@@ -95,7 +95,7 @@ def build_run_record(
 
     code_dir = Path(nemotron.__file__).resolve().parent
     return RunRecord(
-        command=[redact_override(arg) for arg in sys.argv],
+        command=[redact_override(arg) for arg in _command_line()],
         overrides=[redact_override(o) for o in overrides or []],
         config=redact(config or {}),
         git=git_info(Path.cwd()) or git_info(code_dir),
@@ -109,6 +109,14 @@ def build_run_record(
         python=platform.python_version(),
         packages=package_versions(),
     )
+
+
+def _command_line() -> list[str]:
+    """sys.argv as the user typed it: `python -m nemotron ...` rather than the path of __main__.py."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(os.path.join("nemotron", "__main__.py")):
+        argv[0:1] = ["python", "-m", "nemotron"]
+    return argv
 
 
 def slurm_job_id() -> str | None:
