@@ -14,18 +14,28 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nemotron.artifacts.base import Artifact
 from nemotron.errors import NemotronError
 from nemotron.tracking import report
-from nemotron.tracking.runinfo import build_run_record, is_rank0, redact, redact_override
+from nemotron.tracking.runinfo import (
+    REDACTED,
+    build_run_record,
+    command_line,
+    is_rank0,
+    is_secret_name,
+    redact,
+    redact_override,
+)
 from nemotron.tracking.session import ArtifactSettings, Tracking, fail_tracking
 
 LINEAGE_FILE = "lineage.json"
@@ -50,6 +60,9 @@ class ArtifactCallback(Callback):
 
     def __init__(self) -> None:
         self._tokens: list[Any] = []
+        # Instantiated on the submitting host and pickled to the job: under submitit, the job's own
+        # sys.argv is submitit's, so the run record takes the command line from here.
+        self._command = command_line()
 
     # -- host side ------------------------------------------------------------------------------------
 
@@ -65,7 +78,10 @@ class ArtifactCallback(Callback):
         if not is_rank0():
             return
         output_dir = Path(config.hydra.runtime.output_dir)
-        _redact_hydra_files(output_dir / str(config.hydra.output_subdir or ".hydra"))
+        secrets = _secret_values(config)
+        _redact_hydra_files(output_dir / str(config.hydra.output_subdir or ".hydra"), secrets)
+        if config.hydra.mode == RunMode.MULTIRUN:  # the sweep's multirun.yaml, written by the host
+            _redact_hydra_files(output_dir.parent, secrets, names=("multirun.yaml",))
         try:
             tracking = Tracking(ArtifactSettings.from_config(config.get("artifacts")))
             self._tokens.append(tracking.start())
@@ -99,6 +115,7 @@ class ArtifactCallback(Callback):
                 output_dir=str(output_dir),
                 hydra_job_id=_optional_str(config.hydra.job.get("id")),
                 hydra_job_name=config.hydra.job.name,
+                command=self._command,
             )
             committed = []
             for name, artifact in outputs:
@@ -151,11 +168,31 @@ def _load_resolved(output_dir: Path) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {}
 
 
-def _redact_hydra_files(hydra_dir: Path) -> None:
-    """Hydra saves the job config and overrides as given; remove secrets from those copies."""
+def _secret_values(config: DictConfig) -> set[str]:
+    """Values given on the command line for secret-named keys (`+wandb.api_key=...`)."""
+    overrides = [*config.hydra.overrides.task, *config.hydra.overrides.hydra]
+    values = set()
+    for item in overrides:
+        key, sep, value = str(item).partition("=")
+        if sep and is_secret_name(key) and len(value.strip("'\"")) >= 4:  # shorter ones would hit unrelated text
+            values.add(value)
+            values.add(value.strip("'\""))
+    return values
+
+
+def _redact_hydra_files(
+    hydra_dir: Path,
+    secrets: set[str] = frozenset(),
+    names: tuple[str, ...] = ("config.yaml", "hydra.yaml", "overrides.yaml"),
+) -> None:
+    """Hydra saves the job config and overrides as given; remove secrets from those copies.
+
+    Secret-named keys and `key=value` items are redacted by name; the values of secret-named overrides are
+    also removed from any other string (Hydra joins the overrides into `hydra.job.override_dirname`).
+    """
     import yaml
 
-    for path in (hydra_dir / "config.yaml", hydra_dir / "hydra.yaml", hydra_dir / "overrides.yaml"):
+    for path in (hydra_dir / name for name in names):
         if not path.exists():
             continue
         data = yaml.safe_load(path.read_text())
@@ -163,8 +200,24 @@ def _redact_hydra_files(hydra_dir: Path) -> None:
             clean = [redact_override(item) if isinstance(item, str) else item for item in data]
         else:
             clean = redact(_redact_override_lists(data))
+        clean = _scrub_values(clean, secrets)
         if clean != data:
-            path.write_text(yaml.safe_dump(clean, sort_keys=False))
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            tmp.write_text(yaml.safe_dump(clean, sort_keys=False))
+            os.replace(tmp, path)  # concurrent jobs of a sweep may rewrite multirun.yaml together
+
+
+def _scrub_values(node: Any, secrets: set[str]) -> Any:
+    if not secrets:
+        return node
+    if isinstance(node, dict):
+        return {k: _scrub_values(v, secrets) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_scrub_values(v, secrets) for v in node]
+    if isinstance(node, str):
+        for secret in sorted(secrets, key=len, reverse=True):
+            node = node.replace(secret, REDACTED)
+    return node
 
 
 def _redact_override_lists(node: Any) -> Any:

@@ -40,12 +40,19 @@ def is_secret_name(name: str) -> bool:
 
 
 def redact(value: Any) -> Any:
-    """A copy of a config-like structure with the values of secret-named keys replaced."""
+    """A copy of a config-like structure with the values of secret-named keys replaced.
+
+    Empty values (None, "", [], {}) hide nothing and are kept, so `exclude_keys: []` stays a list.
+    """
     if isinstance(value, dict):
-        return {k: REDACTED if is_secret_name(k) else redact(v) for k, v in value.items()}
+        return {k: REDACTED if is_secret_name(k) and not _is_empty(v) else redact(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
     return value
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, (str, list, tuple, dict)) and not value)
 
 
 def redact_override(text: str) -> str:
@@ -89,13 +96,17 @@ def build_run_record(
     output_dir: str | None = None,
     hydra_job_id: str | None = None,
     hydra_job_name: str | None = None,
+    command: list[str] | None = None,
 ) -> RunRecord:
-    """Describe the current process: command, config, code version, host and scheduler ids."""
+    """Describe the current process: command, config, code version, host and scheduler ids.
+
+    `command` is the command line on the submitting host when it differs from this process's (submitit jobs).
+    """
     import nemotron
 
     code_dir = Path(nemotron.__file__).resolve().parent
     return RunRecord(
-        command=[redact_override(arg) for arg in _command_line()],
+        command=[redact_override(arg) for arg in command or command_line()],
         overrides=[redact_override(o) for o in overrides or []],
         config=redact(config or {}),
         git=git_info(Path.cwd()) or git_info(code_dir),
@@ -111,7 +122,7 @@ def build_run_record(
     )
 
 
-def _command_line() -> list[str]:
+def command_line() -> list[str]:
     """sys.argv as the user typed it: `python -m nemotron ...` rather than the path of __main__.py."""
     argv = list(sys.argv)
     if argv and argv[0].endswith(os.path.join("nemotron", "__main__.py")):

@@ -164,7 +164,7 @@ class Tracking:
             "path": artifact.path,
             "created_at": artifact.created_at,
             "producer": artifact.producer,
-            "metadata": artifact.model_dump(mode="json"),
+            "metadata": _redacted_fields(artifact),
             "inputs": [s.model_dump(mode="json") for s in getattr(artifact, "source_datasets", [])],
             "used_artifacts": used,
             "files": scan_files(artifact.path, with_digests=self.settings.hash_files),
@@ -182,6 +182,15 @@ class Tracking:
             if uri.startswith(SCHEME):  # other values name external things (a hub tokenizer id)
                 used.add(self.resolve(uri).ref)
         return sorted(used)
+
+
+def _redacted_fields(artifact: Artifact) -> dict[str, Any]:
+    """The artifact's fields as stored, with secret-named keys of its free-form `metadata` redacted."""
+    from nemotron.tracking.runinfo import redact
+
+    fields = artifact.model_dump(mode="json")
+    fields["metadata"] = redact(fields.get("metadata") or {})
+    return fields
 
 
 def active_tracking() -> Tracking | None:
