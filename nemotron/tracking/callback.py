@@ -33,6 +33,7 @@ from nemotron.tracking.runinfo import (
     command_line,
     is_rank0,
     is_secret_name,
+    raw_overrides,
     redact,
     redact_override,
 )
@@ -111,7 +112,7 @@ class ArtifactCallback(Callback):
             outputs = _outputs_of(job_return._return_value)
             run = build_run_record(
                 config=_load_resolved(output_dir),
-                overrides=list(config.hydra.overrides.task),
+                overrides=raw_overrides(config.hydra),
                 output_dir=str(output_dir),
                 hydra_job_id=_optional_str(config.hydra.job.get("id")),
                 hydra_job_name=config.hydra.job.name,
@@ -170,7 +171,7 @@ def _load_resolved(output_dir: Path) -> dict[str, Any]:
 
 def _secret_values(config: DictConfig) -> set[str]:
     """Values given on the command line for secret-named keys (`+wandb.api_key=...`)."""
-    overrides = [*config.hydra.overrides.task, *config.hydra.overrides.hydra]
+    overrides = [*raw_overrides(config.hydra), *raw_overrides(config.hydra, "hydra")]
     values = set()
     for item in overrides:
         key, sep, value = str(item).partition("=")

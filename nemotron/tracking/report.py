@@ -35,10 +35,11 @@ def print_submission(config: Any, mode: str) -> None:
     table.add_row("artifacts", ", ".join(stores) or "none (nothing is recorded)")
     table.add_row("launcher", f"{choices.get('launcher', '?')} ({hydra.launcher._target_.rsplit('.', 1)[-1]})")
     table.add_row("mode", mode)
-    if hydra.overrides.task:
-        from nemotron.tracking.runinfo import redact_override
+    from nemotron.tracking.runinfo import raw_overrides, redact_override
 
-        table.add_row("overrides", " ".join(redact_override(o) for o in hydra.overrides.task))
+    overrides = raw_overrides(hydra)
+    if overrides:
+        table.add_row("overrides", " ".join(redact_override(o) for o in overrides))
     _console().print(Panel(table, title=f"nemotron: stage {choices.get('stage', '?')}", expand=False))
 
 
@@ -62,7 +63,7 @@ def print_completion(artifact: Artifact, manifest: Manifest | None, store_url: s
 def print_error(message: str) -> None:
     from rich.panel import Panel
 
-    _console().print(Panel(message, title="[red]nemotron: error", expand=False))
+    _console().print(Panel(message, title="[red]nemotron: error", expand=False), soft_wrap=False)  # wrap, not crop
 
 
 def emit_json_line(artifact: Artifact) -> None:

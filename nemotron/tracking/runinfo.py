@@ -61,6 +61,15 @@ def redact_override(text: str) -> str:
     return f"{key}={REDACTED}" if sep and is_secret_name(key) else text
 
 
+def raw_overrides(hydra_config: Any, group: str = "task") -> list[str]:
+    """`hydra.overrides.<group>` as typed, without resolving: an override such as
+    `stage.src=${art:data,path}` must neither be resolved outside the job's tracking nor recorded resolved."""
+    from omegaconf import OmegaConf
+
+    overrides = OmegaConf.to_container(hydra_config.overrides, resolve=False).get(group) or []
+    return [str(item) for item in overrides]
+
+
 def git_info(directory: Path) -> GitInfo | None:
     """Commit and dirty flag of the git checkout containing `directory`, if any."""
 
