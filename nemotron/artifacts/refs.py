@@ -1,0 +1,105 @@
+"""Artifact names and references: the one parser of the project.
+
+A reference names an artifact and optionally picks a version of it:
+
+    art://name   name   name:latest   -> the highest committed version
+    name:v3      name:3               -> version 3 (versions start at v1)
+    name:production                   -> whatever the alias `production` points at
+
+Names are `[a-z0-9][a-z0-9._-]{0,127}` without `..`; aliases are `[a-z][a-z0-9_-]*`, must not look
+like a version (`v7`, `v-1`) and `latest` is reserved.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from nemotron.errors import BadReferenceError
+
+SCHEME = "art://"
+LATEST = "latest"
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+_ALIAS = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+_VERSION = re.compile(r"v?(-?\d+)")
+
+_FORMS = "art://name, name, name:latest, name:v3, name:3 or name:ALIAS"
+
+
+def validate_name(name: str) -> str:
+    """Return `name` if it is a valid artifact name, else raise a clear error."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise BadReferenceError(
+            f"{name!r} is not a valid artifact name. Names are 1-128 characters of lowercase letters, "
+            "digits, '.', '_' and '-', start with a letter or digit, and contain no '/' or '..' "
+            "(for example 'tiny-sft-data' or 'nano3.5-model')."
+        )
+    return name
+
+
+def validate_alias(alias: str) -> str:
+    """Return `alias` if it can be set by a user, else raise a clear error."""
+    if alias == LATEST:
+        raise BadReferenceError(
+            "'latest' is reserved: it always means the highest committed version and cannot be set."
+        )
+    if not _ALIAS.fullmatch(alias) or _VERSION.fullmatch(alias):
+        raise BadReferenceError(
+            f"{alias!r} is not a valid alias. Aliases are lowercase letters, digits, '_' and '-', start "
+            "with a letter and must not look like a version such as 'v3' (for example 'production')."
+        )
+    return alias
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """A parsed reference: a name plus exactly one of version or alias (neither means latest)."""
+
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ArtifactRef:
+        if not isinstance(text, str) or not text.strip():
+            raise BadReferenceError(f"An artifact reference must be a non-empty string, got {text!r}.")
+        body = text.strip()
+        if body.startswith(SCHEME):
+            body = body[len(SCHEME) :]
+        name, sep, selector = body.partition(":")
+        if sep and (not selector or ":" in selector):
+            raise BadReferenceError(f"{text!r} is not a valid artifact reference. Use one of: {_FORMS}.")
+        if not name:
+            raise BadReferenceError(
+                f"{text!r} has no artifact name before ':'. Use one of: {_FORMS}."
+            )
+        validate_name(name)
+        if not sep or selector == LATEST:
+            return cls(name)
+        version = _VERSION.fullmatch(selector)
+        if version:
+            number = int(version.group(1))
+            if number < 1:
+                raise BadReferenceError(
+                    f"{text!r} asks for version {number}, but versions start at v1."
+                )
+            return cls(name, version=number)
+        return cls(name, alias=validate_alias(selector))
+
+    @property
+    def selector(self) -> str:
+        if self.version is not None:
+            return f"v{self.version}"
+        return self.alias or LATEST
+
+    @property
+    def is_pinned(self) -> bool:
+        return self.version is not None
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.selector}"
+
+    @property
+    def uri(self) -> str:
+        return f"{SCHEME}{self}"
