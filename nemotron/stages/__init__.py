@@ -6,6 +6,8 @@ function; nothing in this package changes.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
@@ -29,7 +31,10 @@ def run_stage(cfg: DictConfig) -> Any:
         stage = get_method(target)
     except Exception as exc:
         raise NemotronError(f"Cannot import the stage function {target!r}: {exc.__cause__ or exc}.") from exc
-    return stage(cfg)
+    # stdout is reserved for the JSON line of each committed artifact, so that stages can be piped:
+    # what the stage prints goes to stderr with its logs.
+    with contextlib.redirect_stdout(sys.stderr):
+        return stage(cfg)
 
 
 def stage_params(cfg: DictConfig, model: type[P]) -> P:
