@@ -37,9 +37,7 @@ class Artifact(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     _version: int | None = PrivateAttr(None)
-    _base_fields: ClassVar[frozenset[str]] = frozenset(
-        {"path", "name", "type", "created_at", "producer", "metadata"}
-    )
+    _base_fields: ClassVar[frozenset[str]] = frozenset({"path", "name", "type", "created_at", "producer", "metadata"})
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -83,8 +81,7 @@ class Artifact(BaseModel):
             return self.metadata[name]
         known = sorted({*type(self).model_fields, "version", "uri", *self.metadata})
         raise NemotronError(
-            f"{self.type} {self.name or self.path!r} has no field {name!r}. "
-            f"Available fields: {', '.join(known)}."
+            f"{self.type} {self.name or self.path!r} has no field {name!r}. Available fields: {', '.join(known)}."
         )
 
     def to_json_line(self) -> str:

@@ -71,9 +71,7 @@ class ArtifactRef:
         if sep and (not selector or ":" in selector):
             raise BadReferenceError(f"{text!r} is not a valid artifact reference. Use one of: {_FORMS}.")
         if not name:
-            raise BadReferenceError(
-                f"{text!r} has no artifact name before ':'. Use one of: {_FORMS}."
-            )
+            raise BadReferenceError(f"{text!r} has no artifact name before ':'. Use one of: {_FORMS}.")
         validate_name(name)
         if not sep or selector == LATEST:
             return cls(name)
@@ -81,9 +79,7 @@ class ArtifactRef:
         if version:
             number = int(version.group(1))
             if number < 1:
-                raise BadReferenceError(
-                    f"{text!r} asks for version {number}, but versions start at v1."
-                )
+                raise BadReferenceError(f"{text!r} asks for version {number}, but versions start at v1.")
             return cls(name, version=number)
         return cls(name, alias=validate_alias(selector))
 
