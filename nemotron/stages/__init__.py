@@ -39,6 +39,10 @@ def run_stage(cfg: DictConfig) -> Any:
 
 def stage_params(cfg: DictConfig, model: type[P]) -> P:
     """The `stage:` parameters validated by a Pydantic model, with a one-paragraph error if invalid."""
+    missing = sorted(key for key in cfg.stage if OmegaConf.is_missing(cfg.stage, key))
+    if missing:
+        settings = " ".join(f"stage.{key}=..." for key in missing)
+        raise NemotronError(f"The stage needs a value for {', '.join(missing)}: add {settings} to the command.")
     values = OmegaConf.to_container(cfg.stage, resolve=True)
     values.pop("_target_", None)
     try:
