@@ -12,6 +12,7 @@ commit marks the job FAILED, so the command exits non-zero with the message.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -68,10 +69,10 @@ class ArtifactCallback(Callback):
     # -- host side ------------------------------------------------------------------------------------
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        report.print_submission(config, mode="run (in this process)")
+        _show_submission(config, mode="run (in this process)")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        report.print_submission(config, mode="multirun (one job per sweep point)")
+        _show_submission(config, mode="multirun (one job per sweep point)")
 
     # -- job side -------------------------------------------------------------------------------------
 
@@ -133,6 +134,13 @@ class ArtifactCallback(Callback):
         for artifact, manifest in committed:
             report.print_completion(artifact, manifest, tracking.store.url if tracking.store else None)
             report.emit_json_line(artifact)
+
+
+def _show_submission(config: DictConfig, mode: str) -> None:
+    """The submission panel; a config that cannot be shown (a bad env.toml) fails in the job, with a clear
+    message, instead of as a warning from Hydra's callback machinery here."""
+    with contextlib.suppress(Exception):
+        report.print_submission(config, mode=mode)
 
 
 def _optional_str(value: Any) -> str | None:

@@ -57,7 +57,8 @@ def print_completion(artifact: Artifact, manifest: Manifest | None, store_url: s
             table.add_row("inputs", ", ".join(manifest.used_artifacts))
     for key, value in _metrics(artifact).items():
         table.add_row(key, f"{value:,.4g}" if isinstance(value, float) else f"{value:,}")
-    _console().print(Panel(table, title=f"[green]committed {artifact.name or ''}", expand=False))
+    title = f"[green]committed {artifact.name or ''}" if manifest else f"produced {artifact.name or ''} (not tracked)"
+    _console().print(Panel(table, title=title, expand=False))
 
 
 def print_error(message: str) -> None:
