@@ -84,14 +84,23 @@ class ArtifactCallback(Callback):
         _redact_hydra_files(output_dir / str(config.hydra.output_subdir or ".hydra"), secrets)
         if config.hydra.mode == RunMode.MULTIRUN:  # the sweep's multirun.yaml, written by the host
             _redact_hydra_files(output_dir.parent, secrets, names=("multirun.yaml",))
+        # A failure here is recorded, and raised by the task's first use of tracking, before any work.
         try:
             tracking = Tracking(ArtifactSettings.from_config(config.get("artifacts")))
-            self._tokens.append(tracking.start())
+        except NemotronError as exc:
+            self._tokens.append(fail_tracking(exc))
+            return
+        token = tracking.start()
+        try:
             resolved = _resolve_task_config(config)
-        except Exception as exc:  # recorded, and raised by the task's first use of tracking
+            if tracking.store is not None:
+                tracking.store.check_writable()  # a read-only root fails now, not after the stage ran
+        except Exception as exc:
+            Tracking.stop(token)
             error = user_error(exc) or NemotronError(f"The job config cannot be resolved: {exc}")
             self._tokens.append(fail_tracking(error))
             return
+        self._tokens.append(token)
         (output_dir / RESOLVED_CONFIG_FILE).write_text(OmegaConf.to_yaml(redact(resolved)))
         _write_lineage(output_dir, tracking, outputs=[])
 
