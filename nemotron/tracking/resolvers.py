@@ -7,7 +7,9 @@
     ${nemotron.uid:}         a short id unique to this process, so two jobs started in the same second
                              never share an output directory
 
-The functions are module-level so Hydra's launchers pickle them by reference.
+The functions are module-level so Hydra's launchers pickle them by reference. This module is imported
+before every composition, so it imports the tracking machinery (Pydantic, the store) only when ${art:}
+is resolved.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from nemotron.tracking.session import ArtifactSettings, Tracking, active_tracking
 from nemotron.tracking.settings import default_root, env_value
 
 
 def art(name: str, field: str = "path", *, _root_: Any) -> Any:
+    from nemotron.tracking.session import ArtifactSettings, Tracking, active_tracking
+
     run_inputs = _root_.get("run") or {}
     role = name if name in run_inputs and run_inputs[name] is not None else None
     reference = run_inputs[role] if role else name
