@@ -10,13 +10,16 @@ Layout under `root`:
     {name}/.staging/*            a local writer's temporary files
 
 A commit is one conditional create of `v{N}/manifest.json`: locally a hard link from a fully written
-temporary file (atomic, fails if the name exists); on object stores a create-only put. On conflict the
-writer takes N+1. Nothing is written into `v{N}/` before that create succeeds, so two writers racing for
-the same N never mix their files, and a writer killed at any point leaves no visible partial version.
+temporary file (atomic, fails if the name exists); on object stores a create-only put (S3
+`If-None-Match: *`, GCS `ifGenerationMatch=0`, both raised as FileExistsError by s3fs/gcsfs). On conflict the
+writer takes N+1. Filesystems without such a put (hf://, http://, ...) are refused for writing unless the
+user opts into single-writer mode. Nothing is written into `v{N}/` before that create succeeds, so two
+writers racing for the same N never mix their files, and a writer killed at any point leaves no visible partial version.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -24,6 +27,7 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -36,7 +40,9 @@ from nemotron.tracking.records import Manifest
 
 _VERSION_DIR = re.compile(r"v([1-9]\d*)")
 # Filesystems whose writes can be made conditional ("create only if absent").
-_CONDITIONAL_PROTOCOLS = {"memory", "s3", "s3a"}
+_CONDITIONAL_PROTOCOLS = {"memory", "s3", "s3a", "gs", "gcs"}
+# Object stores whose directory listings fsspec would cache: other writers change them, so never cache.
+_UNCACHED_LISTINGS = {"s3", "s3a", "gs", "gcs"}
 _MAX_COMMIT_ATTEMPTS = 100_000
 
 
@@ -57,7 +63,16 @@ class ManifestStore:
         if not root or not isinstance(root, str):
             raise StoreError(f"The artifact store root must be a path or URL, got {root!r}.")
         self.url = root
-        self.fs, path = fsspec.core.url_to_fs(root)
+        protocol = fsspec.utils.get_protocol(root)
+        options = {"use_listings_cache": False} if protocol in _UNCACHED_LISTINGS else {}
+        try:
+            self.fs, path = fsspec.core.url_to_fs(root, **options)
+        except ImportError as exc:  # s3fs, gcsfs, huggingface_hub are extras
+            raise StoreError(
+                f"The artifact store root {root!r} needs a filesystem package that is not installed ({exc}). "
+                "Install the extra for it: pip install 'nemotron[s3]' (s3://), 'nemotron[gcs]' (gs://) "
+                "or 'nemotron[hf]' (hf://)."
+            ) from exc
         self.root = path.rstrip("/") or "/"
         protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
         self.is_local = bool(protocols & {"file", "local"})
@@ -73,21 +88,38 @@ class ManifestStore:
     def _p(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
 
+    @contextlib.contextmanager
+    def _io(self) -> Iterator[None]:
+        """Turn what a remote filesystem raises for missing credentials or an unreachable endpoint into a
+        StoreError (FileNotFoundError and FileExistsError pass through: callers handle them)."""
+        try:
+            yield
+        except (FileNotFoundError, FileExistsError):
+            raise
+        except Exception as exc:
+            problem = _access_problem(exc)
+            if problem is None:
+                raise
+            raise StoreError(f"Cannot use the artifact store {self.url!r}: {problem}") from exc
+
     def _cat(self, path: str) -> bytes | None:
         self.file_ops += 1
         try:
-            return self.fs.cat_file(path)
+            with self._io():
+                return self.fs.cat_file(path)
         except FileNotFoundError:
             return None
 
     def _exists(self, path: str) -> bool:
         self.file_ops += 1
-        return self.fs.exists(path)
+        with self._io():
+            return self.fs.exists(path)
 
     def _ls(self, path: str) -> list[str]:
         self.file_ops += 1
         try:
-            return [entry.rstrip("/").rsplit("/", 1)[-1] for entry in self.fs.ls(path, detail=False)]
+            with self._io():
+                return [entry.rstrip("/").rsplit("/", 1)[-1] for entry in self.fs.ls(path, detail=False)]
         except FileNotFoundError:
             return []
 
@@ -101,18 +133,20 @@ class ManifestStore:
                 f.write(data)
             os.replace(tmp, path)
         else:
-            self.fs.pipe_file(path, data)
+            with self._io():
+                self.fs.pipe_file(path, data)
 
     def _create(self, path: str, data: bytes) -> None:
         """Create `path` with `data` only if it does not exist; raises FileExistsError otherwise."""
         self.file_ops += 1
         if not self.is_local:
-            if self.can_create_conditionally:
-                self.fs.pipe_file(path, data, mode="create")
-            elif self.fs.exists(path):  # single-writer mode: nobody else writes
-                raise FileExistsError(path)
-            else:
-                self.fs.pipe_file(path, data)
+            with self._io():
+                if self.can_create_conditionally:
+                    self.fs.pipe_file(path, data, mode="create")
+                elif self.fs.exists(path):  # single-writer mode: nobody else writes
+                    raise FileExistsError(path)
+                else:
+                    self.fs.pipe_file(path, data)
             return
         staging = os.path.join(os.path.dirname(os.path.dirname(path)), ".staging")
         os.makedirs(staging, exist_ok=True)
@@ -140,11 +174,14 @@ class ManifestStore:
     def check_writable(self) -> None:
         if not (self.can_create_conditionally or self.single_writer):
             raise StoreError(
-                f"The filesystem of {self.url!r} ({self.fs.protocol}) cannot create files conditionally, "
-                "so two concurrent writers could overwrite each other's versions. Use a local path, "
-                "memory:// or s3://, or set artifacts.manifest.single_writer=true if only one process "
-                "ever writes to this store."
+                f"The filesystem of {self.url!r} ({_protocol_name(self.fs)}) cannot create files "
+                "conditionally (create-only-if-absent), so two concurrent writers could overwrite each "
+                "other's versions. Use a local or shared path, memory://, s3:// or gs://, or set "
+                "artifacts.manifest.single_writer=true (ManifestStore(root, single_writer=True) in Python) "
+                "if only one process ever writes to this store."
             )
+        if not self.is_local:
+            self._ls(self.root)  # missing credentials or an unreachable endpoint fail here, before any work
         if self.is_local:
             try:
                 os.makedirs(self.root, exist_ok=True)
@@ -258,6 +295,27 @@ class ManifestStore:
         close = [n for n in names if name in n or n in name][:5]
         hint = f" Similar names: {', '.join(close)}." if close else ""
         return f"No artifact named {name!r} in {self.url}.{hint} `nemotron-art ls` lists what is there."
+
+    # -- files beside a committed version --------------------------------------------------------------
+
+    def write_sidecar(self, manifest: Manifest, filename: str, data: dict[str, Any]) -> str:
+        """Write `v{N}/{filename}` (JSON) after the commit, e.g. the W&B mirror record; returns its URL.
+
+        A sidecar never changes what the version *is* (manifest.json stays immutable); it records what was
+        learnt later. Readers that find it missing carry on without it.
+        """
+        if filename in ("manifest.json", "metadata.json") or "/" in filename:
+            raise ValueError(f"{filename!r} is not a sidecar name")
+        path = self._p(manifest.name, f"v{manifest.version}", filename)
+        self._put(path, json.dumps(data, indent=2, default=str).encode())
+        return f"{self.url.rstrip('/')}/{manifest.name}/v{manifest.version}/{filename}"
+
+    def read_sidecar(self, manifest: Manifest, filename: str) -> dict[str, Any] | None:
+        raw = self._cat(self._p(manifest.name, f"v{manifest.version}", filename))
+        try:
+            return json.loads(raw) if raw is not None else None
+        except ValueError:
+            return None
 
     # -- committing -----------------------------------------------------------------------------------
 
@@ -377,6 +435,31 @@ class ManifestStore:
         if isinstance(stamp, datetime):
             return stamp.timestamp()
         return float(stamp) if stamp else 0.0
+
+
+def _protocol_name(fs: Any) -> str:
+    return fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+
+
+def _access_problem(exc: BaseException) -> str | None:
+    """A sentence for credential, permission and connection errors of remote filesystems, else None."""
+    kind = type(exc).__name__
+    module = type(exc).__module__ or ""
+    if kind in ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError") or (
+        "credential" in kind.lower()
+    ):
+        return (
+            f"no credentials were found ({exc}). Provide them the usual way for this filesystem (for s3://: "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or an instance role, plus AWS_ENDPOINT_URL "
+            "for an S3-compatible server; for gs://: GOOGLE_APPLICATION_CREDENTIALS or gcloud auth)."
+        )
+    if isinstance(exc, PermissionError):
+        return f"permission denied ({exc}). Check the credentials' access to this bucket and prefix."
+    if kind in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError") or (
+        module.startswith(("aiohttp", "botocore")) and "connect" in kind.lower()
+    ):
+        return f"the endpoint cannot be reached ({exc}). Check the URL, AWS_ENDPOINT_URL and the network."
+    return None
 
 
 def _is_name(text: str) -> bool:
