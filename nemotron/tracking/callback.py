@@ -12,7 +12,6 @@ commit marks the job FAILED, so the command exits non-zero with the message.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import os
@@ -148,8 +147,11 @@ class ArtifactCallback(Callback):
 def _show_submission(config: DictConfig, mode: str) -> None:
     """The submission panel; a config that cannot be shown (a bad env.toml) fails in the job, with a clear
     message, instead of as a warning from Hydra's callback machinery here."""
-    with contextlib.suppress(Exception):
+    try:
         report.print_submission(config, mode=mode)
+    except Exception as exc:
+        if user_error(exc) is None:
+            raise
 
 
 def _optional_str(value: Any) -> str | None:
