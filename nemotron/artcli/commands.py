@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from argparse import Namespace
 
 from rich.console import Console
@@ -9,7 +11,8 @@ from rich.table import Table
 
 from nemotron.artcli import print_json
 from nemotron.artifacts.refs import ArtifactRef
-from nemotron.tracking.lineage import render_tree, upstream
+from nemotron.errors import NemotronError
+from nemotron.tracking.lineage import downstream, lineage_graph, render_tree, upstream
 from nemotron.tracking.store import ManifestStore
 
 console = Console(highlight=False, soft_wrap=True)
@@ -107,11 +110,37 @@ def show(store: ManifestStore, args: Namespace) -> int:
 
 
 def lineage(store: ManifestStore, args: Namespace) -> int:
-    graph = upstream(store, args.ref, depth=args.depth)
-    if args.json:
-        print_json(graph)
+    if args.depth is not None and args.depth < 0:
+        raise NemotronError(f"--depth must be 0 or more, got {args.depth}.")
+    if args.format in ("tree", "json"):
+        nested = (downstream if args.down else upstream)(store, args.ref, depth=args.depth)
+        if args.format == "json":
+            return _emit(json.dumps(nested, indent=2, default=str) + "\n", args.output)
+        if args.output:
+            with open(args.output, "w") as f:
+                Console(file=f, highlight=False, soft_wrap=True, color_system=None).print(render_tree(nested))
+            return 0
+        console.print(render_tree(nested))
+        return 0
+    from nemotron.tracking import lineage_render
+
+    graph = lineage_graph(store, args.ref, down=args.down, depth=args.depth)
+    if args.format == "mermaid":
+        text = lineage_render.to_mermaid(graph)
+    elif args.format == "dot":
+        text = lineage_render.to_dot(graph)
     else:
-        console.print(render_tree(graph))
+        text = lineage_render.to_html(graph, title=graph.nodes[graph.root].label, store_url=store.url)
+    return _emit(text, args.output)
+
+
+def _emit(text: str, output: str | None) -> int:
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"wrote {output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
     return 0
 
 

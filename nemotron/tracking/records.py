@@ -62,6 +62,12 @@ class Manifest(BaseModel):
     files: list[FileEntry] = Field(default_factory=list)
     run: RunRecord | None = None
     wandb: dict[str, Any] | None = None
+    origin: dict[str, Any] | None = Field(
+        None, description="Where an imported version came from: bundle, source store, ref, commit time."
+    )
+    data_owned: bool = Field(
+        False, description="nemotron created the data at `path` (a bundle's copy): `gc --data` may delete it."
+    )
 
     @property
     def ref(self) -> str:

@@ -7,6 +7,7 @@ Layout under `root`:
     {name}/latest                "vN": a hint, confirmed by probing v{N+1}, v{N+2}, ...
     {name}/aliases/{alias}       "vN"
     {name}/alias_history/*.json  one file per alias change (append-only)
+    {name}/deletions/*.json      one file per deleted version (append-only; `nemotron-art gc`)
     {name}/.staging/*            a local writer's temporary files
 
 A commit is one conditional create of `v{N}/manifest.json`: locally a hard link from a fully written
@@ -319,11 +320,16 @@ class ManifestStore:
 
     # -- committing -----------------------------------------------------------------------------------
 
-    def commit(self, name: str, record: dict[str, Any]) -> Manifest:
-        """Commit `record` (a Manifest without name/version) as the next version of `name`."""
+    def commit(self, name: str, record: dict[str, Any], version: int | None = None) -> Manifest:
+        """Commit `record` (a Manifest without name/version) as the next version of `name`.
+
+        With `version`, commit exactly that version or raise CommitError if it exists (bundle imports keep
+        their version numbers where they are free).
+        """
         validate_name(name)
         self.check_writable()
-        version = (self.latest_version(name) or 0) + 1
+        exact = version is not None
+        version = version if exact else (self.latest_version(name) or 0) + 1
         for _ in range(_MAX_COMMIT_ATTEMPTS):
             manifest = Manifest.model_validate(
                 {**record, "name": name, "version": version, "committed_at": datetime.now(timezone.utc)}
@@ -332,6 +338,8 @@ class ManifestStore:
             try:
                 self._create(self._p(name, f"v{version}", "manifest.json"), _dump(manifest))
             except FileExistsError:
+                if exact:
+                    raise CommitError(f"{name}:v{version} already exists in {self.url}.") from None
                 version += 1
                 continue
             except OSError as exc:
@@ -395,6 +403,34 @@ class ManifestStore:
             if raw is not None:
                 events.append(json.loads(raw))
         return events
+
+    # -- whole-store reads and deletion (lineage --down, gc) -------------------------------------------
+
+    def all_manifests(self) -> list[Manifest]:
+        """Every committed version of every name (one read per version: for whole-store operations)."""
+        return [self.manifest(name, version) for name in self.names() for version in self.versions(name)]
+
+    def delete_version(self, name: str, version: int, event: dict[str, Any] | None = None) -> None:
+        """Remove `name:v{version}` (its manifest first, so it stops existing at once), and record why.
+
+        Refuses the highest version: `latest` must never go backwards. Policy (what may go) is the caller's.
+        """
+        validate_name(name)
+        self.check_writable()
+        if version >= (self.latest_version(name) or 0):
+            raise StoreError(f"Refusing to delete {name}:v{version}: it is the latest version of {name}.")
+        directory = self._p(name, f"v{version}")
+        self.file_ops += 2
+        try:
+            with self._io():
+                self.fs.rm(f"{directory}/manifest.json")
+        except FileNotFoundError:
+            raise ArtifactNotFoundError(f"{name}:v{version} does not exist in {self.url}.") from None
+        with self._io(), contextlib.suppress(FileNotFoundError):
+            self.fs.rm(directory, recursive=True)
+        record = {"version": version, "at": datetime.now(timezone.utc).isoformat(), "user": getpass.getuser()}
+        stamp = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        self._create(self._p(name, "deletions", f"{stamp}.json"), json.dumps({**record, **(event or {})}).encode())
 
     # -- integrity ------------------------------------------------------------------------------------
 

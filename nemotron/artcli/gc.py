@@ -1,0 +1,42 @@
+"""`nemotron-art gc --keep-last N [--apply] [--data]`: a plan first; deletion only with --apply."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+
+from rich.console import Console
+from rich.table import Table
+
+from nemotron.artcli import print_json
+from nemotron.tracking.gc import apply_gc, plan_gc
+from nemotron.tracking.store import ManifestStore
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def gc(store: ManifestStore, args: Namespace) -> int:
+    plan = plan_gc(store, args.keep_last, with_data=args.data)
+    if args.apply and plan.delete:
+        apply_gc(store, plan, progress=None if args.json else lambda item: console.print(f"deleted {item}"))
+    if args.json:
+        print_json({**plan.to_dict(), "applied": bool(args.apply)})
+        return 0
+    table = Table("version", "type", "committed", "action", "why", title=f"gc plan for {store.url}")
+    for manifest in plan.delete:
+        data = plan.data.get(manifest.ref)
+        action = "delete record" + (" + data copy" if data else "")
+        why = f"data stays: {plan.data_kept[manifest.ref]}" if manifest.ref in plan.data_kept else ""
+        table.add_row(manifest.ref, manifest.type, manifest.committed_at.isoformat()[:19], action, why)
+    for ref, reasons in sorted(plan.keep.items()):
+        table.add_row(ref, "", "", "[green]keep[/]", "; ".join(dict.fromkeys(reasons)))
+    console.print(table)
+    count = len(plan.delete)
+    if args.apply:
+        console.print(f"deleted {count} version(s); kept {len(plan.keep)}")
+    else:
+        console.print(
+            f"dry run: {count} version(s) would be deleted, {len(plan.keep)} kept. "
+            "Run again with --apply to delete them"
+            + (" (add --data to delete nemotron's data copies too)." if not args.data else ".")
+        )
+    return 0

@@ -1,0 +1,90 @@
+"""`nemotron-art verify` and `nemotron-art diff`."""
+
+from __future__ import annotations
+
+import json
+from argparse import Namespace
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from nemotron.artcli import print_json
+from nemotron.tracking.store import ManifestStore
+
+console = Console(highlight=False, soft_wrap=True)
+_STYLE = {"OK": "green", "UNCHECKED": "dim", "MODIFIED": "bold red", "MISSING": "bold red", "NEW": "yellow"}
+
+
+def verify(store: ManifestStore, args: Namespace) -> int:
+    """Exit 0 when every recorded file is OK (or UNCHECKED by --sample), 1 otherwise."""
+    from nemotron.tracking.verify import verify_manifest
+
+    manifest = store.resolve(args.ref)
+    report = verify_manifest(manifest, sample=args.sample, seed=args.seed, workers=args.workers)
+    if args.json:
+        print_json(report.to_dict())
+        return 0 if report.ok else 1
+    shown = [check for check in report.files if args.all or check.status != "OK"]
+    if shown:
+        table = Table("status", "file", "recorded size", "size now", "detail", title=f"{report.ref}  {report.path}")
+        for check in shown:
+            style = _STYLE.get(check.status, "")
+            table.add_row(
+                f"[{style}]{check.status}[/]",
+                check.path,
+                _size(check.size),
+                _size(check.actual_size),
+                check.detail,
+            )
+        console.print(table)
+    counts = ", ".join(f"{count} {status}" for status, count in sorted(report.counts.items())) or "no files"
+    verdict = "[green]OK[/]" if report.ok else "[bold red]FAILED[/]"
+    console.print(f"{verdict}  {report.ref} ({report.mode}): {counts}")
+    return 0 if report.ok else 1
+
+
+def _size(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def diff(store: ManifestStore, args: Namespace) -> int:
+    from nemotron.tracking.diff import diff_manifests
+
+    result = diff_manifests(store.resolve(args.a), store.resolve(args.b))
+    if args.json:
+        print_json(result)
+        return 0
+    a, b = result["a"], result["b"]
+    empty = True
+    for section in ("artifact", "config", "inputs", "code", "fields"):
+        changes: dict[str, dict[str, Any]] = result[section]
+        if not changes:
+            continue
+        empty = False
+        table = Table("key", a, b, title=section, title_justify="left")
+        for key, change in changes.items():
+            table.add_row(key, _show(change, "a"), _show(change, "b"))
+        console.print(table)
+    files = result["files"]
+    if files["changed"] or files["only_in_a"] or files["only_in_b"]:
+        empty = False
+        console.print(
+            f"files: {len(files['changed'])} changed, {len(files['only_in_a'])} only in {a}, "
+            f"{len(files['only_in_b'])} only in {b}, {files['same']} identical"
+        )
+        for label, paths in (("changed", files["changed"]), (f"only in {a}", files["only_in_a"])):
+            for path in paths[:20]:
+                console.print(f"  {label}: {path}")
+        for path in files["only_in_b"][:20]:
+            console.print(f"  only in {b}: {path}")
+    if empty:
+        console.print(f"{a} and {b} have the same config, inputs, code version, fields and file contents.")
+    return 0
+
+
+def _show(change: dict[str, Any], side: str) -> str:
+    if side not in change:
+        return "[dim](absent)[/]"
+    value = change[side]
+    return value if isinstance(value, str) else json.dumps(value, default=str)

@@ -1,0 +1,131 @@
+"""Retention: which versions `nemotron-art gc --keep-last N` keeps, and deleting the rest.
+
+Kept, with the reason recorded: the last N versions of each name, the latest version of each name (so
+`latest` never moves), every version an alias points at, and everything upstream of a kept version (so no
+kept lineage loses an input). Everything else is deleted: its record only (`{name}/v{N}/`, with an entry in
+`{name}/deletions/`), never the data it points at, except with `--data` the data copies nemotron itself
+made (a bundle's data imported by this store, see `bundle.py`), and only when no remaining version points
+into them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nemotron.errors import NemotronError
+from nemotron.tracking import bundle
+from nemotron.tracking.records import Manifest
+from nemotron.tracking.store import ManifestStore
+
+
+@dataclass
+class GcPlan:
+    keep: dict[str, list[str]] = field(default_factory=dict)  # ref -> why it is kept
+    delete: list[Manifest] = field(default_factory=list)  # newest first: consumers before their inputs
+    data: dict[str, str] = field(default_factory=dict)  # ref -> data directory to delete (with --data)
+    data_kept: dict[str, str] = field(default_factory=dict)  # ref -> why its data stays
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "keep": self.keep,
+            "delete": [m.ref for m in self.delete],
+            "delete_data": self.data,
+            "data_kept": self.data_kept,
+        }
+
+
+def plan_gc(store: ManifestStore, keep_last: int | None, with_data: bool = False) -> GcPlan:
+    if keep_last is None:
+        raise NemotronError(
+            "gc needs --keep-last N: how many versions of each name to keep (the latest version, aliased "
+            "versions and everything upstream of a kept version are always kept). Nothing was deleted."
+        )
+    if keep_last < 0:
+        raise NemotronError(f"--keep-last must be 0 or more, got {keep_last}. Nothing was deleted.")
+    manifests = {m.ref: m for m in store.all_manifests()}
+    plan = GcPlan()
+
+    def keep(ref: str, reason: str) -> None:
+        plan.keep.setdefault(ref, []).append(reason)
+
+    by_name: dict[str, list[int]] = {}
+    for manifest in manifests.values():
+        by_name.setdefault(manifest.name, []).append(manifest.version)
+    for name, versions in sorted(by_name.items()):
+        versions.sort()
+        keep(f"{name}:v{versions[-1]}", "latest")
+        for version in versions[-keep_last:] if keep_last else []:
+            keep(f"{name}:v{version}", f"one of the last {keep_last}")
+        for alias, version in sorted(store.aliases(name).items()):
+            if f"{name}:v{version}" in manifests:
+                keep(f"{name}:v{version}", f"alias {alias}")
+    pending = list(plan.keep)
+    while pending:
+        ref = pending.pop()
+        for used in manifests[ref].used_artifacts:
+            if used in manifests:
+                if used not in plan.keep:
+                    pending.append(used)
+                keep(used, f"upstream of {ref}")
+    plan.delete = sorted(
+        (m for ref, m in manifests.items() if ref not in plan.keep), key=lambda m: m.committed_at, reverse=True
+    )
+    if with_data:
+        remaining = [manifests[ref].path for ref in plan.keep]
+        for manifest in plan.delete:
+            directory, reason = owned_data_dir(store, manifest, remaining)
+            if directory:
+                plan.data[manifest.ref] = directory
+            elif manifest.data_owned or manifest.origin:
+                plan.data_kept[manifest.ref] = reason
+    return plan
+
+
+def owned_data_dir(store: ManifestStore, manifest: Manifest, remaining: list[str]) -> tuple[str | None, str]:
+    """The bundle data directory of `manifest` if this store may delete it, else (None, why not).
+
+    Every condition must hold: the manifest says the store owns its data; the directory is `data/NAME/vN`
+    of a bundle (its index lists it for the manifest's origin) that this store claimed (owner.json); and no
+    version that stays points into it (or at a directory containing it).
+    """
+    if not manifest.data_owned:
+        return None, "not created by nemotron for this store"
+    origin = manifest.origin or {}
+    bundle_dir = Path(str(origin.get("bundle", "")))
+    try:
+        index = json.loads((bundle_dir / bundle.INDEX).read_text())
+        owner = json.loads((bundle_dir / bundle.OWNER).read_text()).get("store")
+    except (OSError, ValueError):
+        return None, f"the bundle {bundle_dir} (or its owner.json) is gone or unreadable"
+    if owner != store.url:
+        return None, f"the bundle's data belongs to {owner}"
+    entry = next((e for e in index.get("artifacts", []) if e.get("ref") == origin.get("ref")), None)
+    if not entry or not entry.get("data"):
+        return None, "the bundle index does not list a data directory for it"
+    directory = (bundle_dir / entry["data"]).resolve()
+    path = Path(manifest.path).resolve()
+    if directory != path and directory not in path.parents:
+        return None, f"its path {manifest.path} is not inside the bundle's data copy {directory}"
+    for other in remaining:
+        other_path = Path(other).resolve() if "://" not in other else None
+        if other_path and (
+            other_path == directory or directory in other_path.parents or other_path in directory.parents
+        ):
+            return None, f"a kept version still points at {other}"
+    return str(directory), ""
+
+
+def apply_gc(store: ManifestStore, plan: GcPlan, progress=None) -> None:
+    for manifest in plan.delete:
+        store.delete_version(manifest.name, manifest.version, event={"by": "nemotron-art gc", "type": manifest.type})
+        if progress:
+            progress(manifest.ref)
+        directory = plan.data.get(manifest.ref)
+        if directory:
+            shutil.rmtree(directory, ignore_errors=True)
+            if progress:
+                progress(f"{manifest.ref} data {directory}")
