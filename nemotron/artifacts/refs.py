@@ -8,6 +8,12 @@ A reference names an artifact and optionally picks a version of it:
 
 Names are `[a-z0-9][a-z0-9._-]{0,127}` without `..`; aliases are `[a-z][a-z0-9_-]*`, must not look
 like a version (`v7`, `v-1`) and `latest` is reserved.
+
+A W&B reference names a version in Weights & Biases instead (its numbering starts at v0 and is not ours):
+
+    wandb://entity/project/name:v3   wandb://project/name:latest   wandb://entity/project/name:alias
+
+`parse_reference` accepts both kinds; `ArtifactRef.parse` only the manifest store's.
 """
 
 from __future__ import annotations
@@ -18,11 +24,14 @@ from dataclasses import dataclass
 from nemotron.errors import BadReferenceError
 
 SCHEME = "art://"
+WANDB_SCHEME = "wandb://"
 LATEST = "latest"
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 _ALIAS = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _VERSION = re.compile(r"v?(-?\d+)")
+_WANDB_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_WANDB_SELECTOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 _FORMS = "art://name, name, name:latest, name:v3, name:3 or name:ALIAS"
 
@@ -65,6 +74,11 @@ class ArtifactRef:
         if not isinstance(text, str) or not text.strip():
             raise BadReferenceError(f"An artifact reference must be a non-empty string, got {text!r}.")
         body = text.strip()
+        if body.startswith(WANDB_SCHEME):
+            raise BadReferenceError(
+                f"{text!r} names a W&B artifact; it resolves through the W&B mirror (artifacts=manifest_wandb or "
+                f"wandb), not in the manifest store. Use one of: {_FORMS}."
+            )
         if body.startswith(SCHEME):
             body = body[len(SCHEME) :]
         name, sep, selector = body.partition(":")
@@ -99,3 +113,48 @@ class ArtifactRef:
     @property
     def uri(self) -> str:
         return f"{SCHEME}{self}"
+
+
+@dataclass(frozen=True)
+class WandbRef:
+    """`wandb://[entity/]project/name[:selector]`: a version in W&B (selector `vK`, an alias or `latest`)."""
+
+    entity: str | None
+    project: str
+    name: str
+    selector: str = LATEST
+
+    @classmethod
+    def parse(cls, text: str) -> WandbRef:
+        body = text.strip()[len(WANDB_SCHEME) :] if text.strip().startswith(WANDB_SCHEME) else text.strip()
+        path, sep, selector = body.partition(":")
+        parts = path.split("/")
+        forms = "wandb://entity/project/name:v3, wandb://project/name or wandb://entity/project/name:alias"
+        if (
+            len(parts) not in (2, 3)
+            or not all(_WANDB_PART.fullmatch(p) for p in parts)
+            or (sep and not _WANDB_SELECTOR.fullmatch(selector))
+        ):
+            raise BadReferenceError(f"{text!r} is not a valid W&B reference. Use one of: {forms}.")
+        entity = parts[0] if len(parts) == 3 else None
+        return cls(entity, parts[-2], parts[-1], selector if sep else LATEST)
+
+    @property
+    def path(self) -> str:
+        """`entity/project/name:selector` as the W&B API takes it."""
+        prefix = f"{self.entity}/" if self.entity else ""
+        return f"{prefix}{self.project}/{self.name}:{self.selector}"
+
+    @property
+    def is_pinned(self) -> bool:
+        return bool(re.fullmatch(r"v\d+", self.selector))
+
+    def __str__(self) -> str:
+        return f"{WANDB_SCHEME}{self.path}"
+
+
+def parse_reference(text: str) -> ArtifactRef | WandbRef:
+    """A manifest-store reference (`name:v3`, `art://name`, ...) or a W&B one (`wandb://...`)."""
+    if isinstance(text, str) and text.strip().startswith(WANDB_SCHEME):
+        return WandbRef.parse(text)
+    return ArtifactRef.parse(text)

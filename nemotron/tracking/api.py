@@ -27,7 +27,7 @@ def setup_artifact_tracking(config: Mapping[str, Any] | Any | None = None) -> Tr
     if isinstance(config, DictConfig):
         config = OmegaConf.to_container(config, resolve=True)
     node = (config or {}).get("artifacts") if config is not None else None
-    settings = ArtifactSettings.from_config(node)
+    settings = ArtifactSettings.from_config(node, (config or {}).get("wandb") if config is not None else None)
     if node is None or "manifest" not in node:
         from nemotron.tracking.settings import default_root
 
@@ -40,9 +40,16 @@ def setup_artifact_tracking(config: Mapping[str, Any] | Any | None = None) -> Tr
 def log_artifact(
     artifact: Artifact, tracking: Tracking | None = None, name: str | None = None, root: str | None = None
 ) -> Artifact:
-    """Commit `artifact` with a run record of this process and the inputs `tracking` has resolved."""
+    """Commit `artifact` with a run record of this process and the inputs `tracking` has resolved, then
+    mirror it to W&B if the tracking has the mirror on (a W&B failure only warns)."""
     tracking = tracking or tracking_for(root)
-    tracking.commit(artifact, name=name, run=build_run_record())
+    run = build_run_record()
+    if tracking.store is None and tracking.wandb_target is not None:  # W&B only (artifacts=wandb)
+        artifact.name = name or artifact.name
+        tracking.mirror([(artifact, None)], run=run)
+        return artifact
+    manifest = tracking.commit(artifact, name=name, run=run)
+    tracking.mirror([(artifact, manifest)], run=run)
     return artifact
 
 

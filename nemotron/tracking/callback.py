@@ -85,9 +85,12 @@ class ArtifactCallback(Callback):
             _redact_hydra_files(output_dir.parent, secrets, names=("multirun.yaml",))
         # A failure here is recorded, and raised by the task's first use of tracking, before any work.
         try:
-            tracking = Tracking(ArtifactSettings.from_config(config.get("artifacts")))
-        except NemotronError as exc:
-            self._tokens.append(fail_tracking(exc))
+            tracking = Tracking(ArtifactSettings.from_config(config.get("artifacts"), config.get("wandb")))
+        except Exception as exc:  # OmegaConf wraps what a resolver raises (a bad env.toml)
+            error = user_error(exc)
+            if error is None:
+                raise
+            self._tokens.append(fail_tracking(error))
             return
         token = tracking.start()
         try:
@@ -132,6 +135,8 @@ class ArtifactCallback(Callback):
                 if artifact.producer is None:
                     artifact.producer = run.slurm_job_id or output_dir.name
                 manifest = tracking.commit(artifact, name=name, run=run) if tracking.store else None
+                if manifest is None and name:
+                    artifact.name = name
                 committed.append((artifact, manifest))
         except NemotronError as exc:
             report.print_error(str(exc))
@@ -139,8 +144,11 @@ class ArtifactCallback(Callback):
             job_return._return_value = JobError(f"Nothing was committed: {exc}")
             return
         _write_lineage(output_dir, tracking, outputs=[m.ref for _, m in committed if m])
-        for artifact, manifest in committed:
-            report.print_completion(artifact, manifest, tracking.store.url if tracking.store else None)
+        # The manifests are committed: W&B mirrors them now, and only warns if it fails.
+        stage = config.hydra.runtime.choices.get("stage")
+        mirrored = tracking.mirror(committed, run=run, job_type=stage, run_dir=str(output_dir))
+        for (artifact, manifest), wandb in zip(committed, mirrored or [None] * len(committed), strict=True):
+            report.print_completion(artifact, manifest, tracking.store.url if tracking.store else None, wandb)
             report.emit_json_line(artifact)
 
 

@@ -43,7 +43,9 @@ def print_submission(config: Any, mode: str) -> None:
     _console().print(Panel(table, title=f"nemotron: stage {choices.get('stage', '?')}", expand=False))
 
 
-def print_completion(artifact: Artifact, manifest: Manifest | None, store_url: str | None) -> None:
+def print_completion(
+    artifact: Artifact, manifest: Manifest | None, store_url: str | None, wandb: dict[str, Any] | None = None
+) -> None:
     from rich.panel import Panel
     from rich.table import Table
 
@@ -55,10 +57,21 @@ def print_completion(artifact: Artifact, manifest: Manifest | None, store_url: s
         table.add_row("manifest", f"{store_url.rstrip('/')}/{manifest.name}/v{manifest.version}/manifest.json")
         if manifest.used_artifacts:
             table.add_row("inputs", ", ".join(manifest.used_artifacts))
+    if wandb:
+        table.add_row("wandb", _wandb_line(wandb))
     for key, value in _metrics(artifact).items():
         table.add_row(key, f"{value:,.4g}" if isinstance(value, float) else f"{value:,}")
     title = f"[green]committed {artifact.name or ''}" if manifest else f"produced {artifact.name or ''} (not tracked)"
     _console().print(Panel(table, title=title, expand=False))
+
+
+def _wandb_line(record: dict[str, Any]) -> str:
+    status = record.get("status")
+    if status == "logged":
+        return f"{record.get('qualified_name')}  {record.get('run_url') or ''}".rstrip()
+    if status == "offline":
+        return f"offline; upload later with: {record.get('sync')}"
+    return f"{status} (the manifest record is unaffected)"
 
 
 def print_error(message: str) -> None:

@@ -4,6 +4,10 @@ One `Tracking` exists per job (the Hydra callback creates it on rank 0) or per s
 (`setup_artifact_tracking`). Every reference the job resolves, through `${art:}`, `Artifact.from_uri` or
 `Artifact.load`, goes through `resolve`, which pins it: the same reference gives the same exact version for
 the whole job, and the version is recorded as an input of everything the job commits.
+
+References are looked up in `artifacts.resolve_order` (manifest store first by default, then W&B when the
+mirror is on); `wandb://entity/project/name:v3` goes to W&B directly. A W&B version that mirrors one of this
+store's versions pins that version; any other W&B artifact is recorded as an external input.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from nemotron.artifacts.base import Artifact, artifact_from_record
-from nemotron.artifacts.refs import SCHEME, ArtifactRef
-from nemotron.errors import CommitError, NemotronError
+from nemotron.artifacts.refs import SCHEME, ArtifactRef, WandbRef, parse_reference
+from nemotron.errors import ArtifactNotFoundError, CommitError, NemotronError
 from nemotron.tracking.files import scan_files
 from nemotron.tracking.records import Manifest, RunRecord
 from nemotron.tracking.settings import resolve_root
@@ -41,16 +45,31 @@ class ArtifactSettings(BaseModel):
     single_writer: bool = False
     hash_files: bool = True
     wandb: bool = False
+    wandb_project: str | None = None
+    wandb_entity: str | None = None
+    resolve_order: list[str] = ["manifest", "wandb"]
 
     @classmethod
-    def from_config(cls, node: Mapping[str, Any] | None) -> ArtifactSettings:
+    def from_config(cls, node: Mapping[str, Any] | None, wandb: Mapping[str, Any] | None = None) -> ArtifactSettings:
+        """From the `artifacts:` node, plus the top-level `wandb:` node (project, entity) if given."""
         node = dict(node or {})
         manifest = dict(node.get("manifest") or {})
+        wandb = dict(wandb or {})
+        order = list(node.get("resolve_order") or ["manifest", "wandb"])
+        unknown = [backend for backend in order if backend not in ("manifest", "wandb")]
+        if unknown:
+            raise NemotronError(
+                f"artifacts.resolve_order={order} names unknown backends {unknown}; use manifest and/or wandb, "
+                "for example artifacts.resolve_order=[wandb,manifest]."
+            )
         return cls(
             root=manifest.get("root"),
             single_writer=manifest.get("single_writer", False),
             hash_files=manifest.get("hash_files", True),
             wandb=bool(node.get("wandb", False)),
+            wandb_project=wandb.get("project"),
+            wandb_entity=wandb.get("entity"),
+            resolve_order=order,
         )
 
 
@@ -59,14 +78,10 @@ class Tracking:
 
     def __init__(self, settings: ArtifactSettings | None = None) -> None:
         self.settings = settings or ArtifactSettings(root=resolve_root())
-        if self.settings.wandb:
-            raise NemotronError(
-                "The W&B mirror (artifacts=wandb or manifest_wandb, or [artifacts] wandb = true in "
-                "env.toml) is not available in this version of nemotron yet. Use artifacts=manifest, or "
-                "set artifacts.wandb=false."
-            )
         self.store = ManifestStore(self.settings.root, self.settings.single_writer) if self.settings.root else None
+        self.wandb_target = self._new_wandb_target()
         self._pins: dict[str, Manifest] = {}
+        self._external: dict[str, Any] = {}  # reference -> WandbArtifact known only to W&B
         self._roles: dict[str, str] = {}  # run.<role> -> reference as written
         self._stdin_line: str | None = None
 
@@ -100,37 +115,87 @@ class Tracking:
 
     def resolve(self, reference: str, role: str | None = None) -> Manifest:
         """The exact version a reference names, pinned for the rest of the job and recorded as used."""
+        found = self._pin(reference, role)
+        if not isinstance(found, Manifest):
+            raise NemotronError(
+                f"{reference!r} resolves to {found.uri}, which exists only in W&B and has no manifest record "
+                "here. Read it through ${art:...} or Artifact.from_uri instead."
+            )
+        return found
+
+    def load(self, reference: str, expected: type[Artifact] = Artifact, role: str | None = None) -> Artifact:
+        found = self._pin(reference, role)
+        if isinstance(found, Manifest):
+            label, name, record = found.ref, found.name, self.store.metadata(found)
+        else:
+            label, name, record = found.uri, found.path.rsplit("/", 1)[-1].split(":")[0], found.fields()
+        try:
+            artifact = artifact_from_record({**record, "name": name}, expected)
+        except ValidationError as exc:
+            raise NemotronError(
+                f"{label} does not hold a valid {record.get('type')}: {exc.errors()[0]['msg']}."
+            ) from exc
+        artifact._version = found.version if isinstance(found, Manifest) else None
+        return artifact
+
+    def _pin(self, reference: str, role: str | None = None) -> Any:
+        """The Manifest (or, for an artifact only W&B knows, the WandbArtifact) a reference names, pinned."""
         reference = self._read_stdin() if reference.strip() == STDIN_REF else reference.strip()
         if role:
             self._roles[role] = reference
-        if reference not in self._pins:
-            ref = ArtifactRef.parse(reference)
-            self._pins[reference] = self._require_store(f"resolve {reference!r}").resolve(ref)
-        return self._pins[reference]
+        if reference not in self._pins and reference not in self._external:
+            ref = parse_reference(reference)
+            found = self._from_wandb(ref.path) if isinstance(ref, WandbRef) else self._resolve_in_order(ref)
+            if isinstance(found, Manifest):
+                self._pins[reference] = found
+            else:
+                self._external[reference] = found
+        return self._pins.get(reference) or self._external[reference]
 
-    def load(self, reference: str, expected: type[Artifact] = Artifact, role: str | None = None) -> Artifact:
-        manifest = self.resolve(reference, role)
-        record = self.store.metadata(manifest)
-        try:
-            artifact = artifact_from_record({**record, "name": manifest.name}, expected)
-        except ValidationError as exc:
-            raise NemotronError(
-                f"{manifest.ref} does not hold a valid {record.get('type')}: {exc.errors()[0]['msg']}."
-            ) from exc
-        artifact._version = manifest.version
-        return artifact
+    def _resolve_in_order(self, ref: ArtifactRef) -> Any:
+        """Try each backend of `artifacts.resolve_order` that is active; the first error if none has it."""
+        first_error: NemotronError | None = None
+        for backend in self.settings.resolve_order:
+            try:
+                if backend == "manifest" and self.store is not None:
+                    return self.store.resolve(ref)
+                if backend == "wandb" and self.wandb_target is not None:
+                    return self._from_wandb(self.wandb_target.path_for(ref))
+            except ArtifactNotFoundError as exc:
+                first_error = first_error or exc
+            except NemotronError as exc:
+                if backend == "manifest":
+                    raise  # a missing root or a corrupt record: say so, do not look elsewhere
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+        return self._require_store(f"resolve {str(ref)!r}").resolve(ref)
+
+    def _from_wandb(self, path: str) -> Any:
+        """A W&B version; if it mirrors a version of this manifest store, that version instead."""
+        from nemotron.tracking import wandb_mirror
+
+        found = wandb_mirror.fetch(path)
+        origin = found.metadata.get("nemotron") or {}
+        if (
+            found.nemotron_ref
+            and self.store is not None
+            and "manifest" in self.settings.resolve_order
+            and origin.get("store") == self.store.url
+        ):
+            return self.store.resolve(found.nemotron_ref)
+        return found
 
     @property
     def used_artifacts(self) -> list[str]:
         return sorted({m.ref for m in self._pins.values()})
 
     def pinned(self) -> list[dict[str, str | None]]:
-        """Each input as written, its `run.<role>` if any, and the exact `name:vN` (for lineage.json)."""
+        """Each input as written, its `run.<role>` if any, and the exact version (for lineage.json): `name:vN`,
+        or `wandb://entity/project/name:vK` for an artifact only W&B knows."""
         roles = {reference: role for role, reference in self._roles.items()}
-        return [
-            {"role": roles.get(text), "reference": text, "version": manifest.ref}
-            for text, manifest in self._pins.items()
-        ]
+        pins = {**{t: m.ref for t, m in self._pins.items()}, **{t: w.uri for t, w in self._external.items()}}
+        return [{"role": roles.get(text), "reference": text, "version": version} for text, version in pins.items()]
 
     def _read_stdin(self) -> str:
         if self._stdin_line is None:
@@ -165,10 +230,14 @@ class Tracking:
             "created_at": artifact.created_at,
             "producer": artifact.producer,
             "metadata": _redacted_fields(artifact),
-            "inputs": [s.model_dump(mode="json") for s in getattr(artifact, "source_datasets", [])],
+            "inputs": [
+                *(s.model_dump(mode="json") for s in getattr(artifact, "source_datasets", [])),
+                *({"uri": w.uri, "name": w.path, "digest": w.digest, "kind": "wandb"} for w in self._external.values()),
+            ],
             "used_artifacts": used,
             "files": scan_files(artifact.path, with_digests=self.settings.hash_files),
             "run": run,
+            "wandb": self.wandb_target.planned(name) if self.wandb_target else None,
         }
         manifest = store.commit(name, record)
         artifact.name = name
@@ -180,8 +249,45 @@ class Tracking:
         used = set(self.used_artifacts)
         for uri in artifact.get_input_uris():
             if uri.startswith(SCHEME):  # other values name external things (a hub tokenizer id)
-                used.add(self.resolve(uri).ref)
+                found = self._pin(uri)
+                if isinstance(found, Manifest):  # else it is recorded among the external inputs
+                    used.add(found.ref)
         return sorted(used)
+
+    # -- the W&B mirror -------------------------------------------------------------------------------
+
+    def _new_wandb_target(self) -> Any:
+        if not self.settings.wandb:
+            return None
+        from nemotron.tracking.wandb_mirror import WandbTarget
+
+        return WandbTarget(project=self.settings.wandb_project, entity=self.settings.wandb_entity)
+
+    def mirror(
+        self,
+        committed: list[tuple[Artifact, Manifest | None]],
+        run: RunRecord | None = None,
+        job_type: str | None = None,
+        run_dir: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Mirror what was just committed to W&B (one W&B run); never raises. [] when the mirror is off."""
+        if self.wandb_target is None or not committed:
+            return []
+        from nemotron.tracking import wandb_mirror
+
+        used = {ref for _, manifest in committed if manifest for ref in manifest.used_artifacts}
+        records = wandb_mirror.mirror(
+            committed,
+            self.wandb_target,
+            store=self.store,
+            run=run,
+            used=sorted(used | set(self.used_artifacts)),
+            wandb_inputs=[w.path for w in self._external.values()],
+            job_type=job_type,
+            run_dir=run_dir,
+        )
+        self.wandb_target = self._new_wandb_target()  # later commits of this process get a W&B run of their own
+        return records
 
 
 def _redacted_fields(artifact: Artifact) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from clitools import clean_env, json_line, make_data, manifest, nemotron, nemotron_art, ok, tree
+from clitools import clean_env, json_line, make_data, manifest, nemotron, nemotron_art, ok
 
 
 def _env_toml(path: Path, root: Path | None = None, wandb: bool | None = None) -> Path:
@@ -115,20 +115,20 @@ def test_tracking_disabled(tmp_path, data, switch_off):
     assert (job_dirs[0] / "lineage.json").is_file()
 
 
-def test_wandb_from_env_toml_is_a_clear_error(tmp_path, data):
+def test_wandb_from_env_toml_turns_the_mirror_on(tmp_path, data):
     team_root = tmp_path / "team-store"
     _env_toml(tmp_path / "env.toml", root=team_root, wandb=True)
     cwd = tmp_path / "work"
     cwd.mkdir()
-    result = _register(cwd, clean_env(), data)
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr and "warnings.warn" not in result.stderr
-    assert "W&B mirror" in result.stderr and "not available" in result.stderr
-    assert result.stdout == ""
-    assert tree(team_root) == {}
+    env = clean_env(WANDB_MODE="offline", WANDB_DIR=tmp_path / "wandb-dir", WANDB_API_KEY=None)
+    ok(_register(cwd, env, data))
+    wandb = manifest(team_root, "team-data", 1)["wandb"]
+    assert wandb["project"] == "team-project" and wandb["entity"] == "team-entity"
+    assert (team_root / "team-data" / "v1" / "wandb.json").is_file()
     # ...and the command line can switch the mirror off again
-    ok(_register(cwd, clean_env(), data, "artifacts.wandb=false"))
-    assert (team_root / "team-data" / "v1" / "manifest.json").is_file()
+    ok(_register(cwd, env, data, "artifacts.wandb=false"))
+    assert manifest(team_root, "team-data", 2)["wandb"] is None
+    assert not (team_root / "team-data" / "v2" / "wandb.json").exists()
 
 
 @pytest.mark.parametrize("problem", ["missing", "invalid"])

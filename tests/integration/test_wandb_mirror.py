@@ -1,0 +1,176 @@
+"""End to end: the W&B mirror with the real wandb SDK, no W&B server.
+
+Offline (`WANDB_MODE=offline`): a real stage commits its manifest, then the W&B run's transaction log is read
+back (tests/integration/wandb_log.py) to check exactly what `wandb sync` would upload. Unreachable (online,
+pointed at a closed port): the stage still succeeds and commits, with one warning, and the API key appears
+nowhere.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from clitools import clean_env, json_line, make_data, manifest, nemotron, ok, register
+
+pytest.importorskip("wandb", reason="the W&B mirror tests need wandb: pip install -e '.[dev]'")
+
+from wandb_log import artifact_summary, config_values, history_values, records_by_type  # noqa: E402
+
+FAKE_KEY = "f" * 8 + "0123456789abcdef0123456789abcdef"  # 40 characters, like a real W&B key
+SECRET_VALUE = "s3cr3t-value-never-written"
+
+
+def _wandb_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    drop = {k: None for k in ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_SILENT")}
+    return clean_env(
+        **{
+            **drop,
+            "HOME": home,  # ~/.netrc, ~/.config/wandb: checked for the key afterwards
+            "WANDB_DIR": tmp_path / "wandb-dir",
+            "WANDB_DATA_DIR": tmp_path / "wandb-data",
+            "WANDB_CACHE_DIR": tmp_path / "wandb-cache",
+            "WANDB_CONFIG_DIR": tmp_path / "wandb-config",
+            "NEMOTRON_ARTIFACTS_ROOT": tmp_path / "store",
+            **extra,
+        }
+    )
+
+
+def test_offline_run_logs_the_artifact_for_wandb_sync(tmp_path):
+    env = _wandb_env(tmp_path, WANDB_MODE="offline")
+    store = tmp_path / "store"
+    register("raw-text", make_data(tmp_path / "raw"), tmp_path, env)  # manifest only: an input to mirror
+    data = make_data(tmp_path / "ckpt", "weights\n")
+    (data / "shard").mkdir()
+    (data / "shard" / "part-0.bin").write_bytes(b"\0" * 64)
+    result = ok(
+        nemotron(
+            "stage=register",
+            f"stage.path={data}",
+            "stage.name=tiny-model",
+            "stage.type=ModelArtifact",
+            "+stage.fields.step=7",
+            "+run.src=raw-text:latest",
+            "+stage.metadata.source=${art:src,path}",
+            f"+stage.metadata.api_token={SECRET_VALUE}",
+            "artifacts=manifest_wandb",
+            "wandb.project=team-proj",
+            "wandb.entity=team-ent",
+            cwd=tmp_path,
+            env=env,
+        )
+    )
+    assert json_line(result)["uri"] == "art://tiny-model:v1"
+    assert "W&B mirror failed" not in result.stderr
+
+    committed = manifest(store, "tiny-model", 1)
+    planned = committed["wandb"]  # known before W&B ran: the manifest is immutable afterwards
+    assert planned["status"] == "pending" and planned["project"] == "team-proj" and planned["entity"] == "team-ent"
+    later = json.loads((store / "tiny-model" / "v1" / "wandb.json").read_text())
+    assert later["status"] == "offline" and later["run_id"] == planned["run_id"]
+    assert later["sync"].startswith("wandb sync ") and later["inputs"] == ["raw-text:v1"]
+
+    logs = list((tmp_path / "wandb-dir").rglob(f"run-{planned['run_id']}.wandb"))
+    assert len(logs) == 1 and Path(later["run_dir"]) == logs[0].parent
+    records = records_by_type(logs[0])
+    assert records["run"][0].run.run_id == planned["run_id"]
+    assert records["run"][0].run.project == "team-proj" and records["run"][0].run.entity == "team-ent"
+    assert "use_artifact" not in records  # offline: no input edges; they are in the metadata instead
+
+    [artifact] = [artifact_summary(r) for r in records["artifact"]]
+    assert artifact["name"] == "tiny-model" and artifact["type"] == "model"
+    assert set(artifact["aliases"]) == {"latest", "manifest-v1"}
+    meta = artifact["metadata"]
+    assert meta["step"] == 7 and meta["type"] == "ModelArtifact" and meta["path"] == str(data)
+    assert meta["metadata"]["api_token"] == "***REDACTED***"
+    info = meta["nemotron"]
+    assert info["ref"] == "tiny-model:v1" and info["used_artifacts"] == ["raw-text:v1"]
+    assert info["store"] == str(store) and info["manifest"].endswith("tiny-model/v1/manifest.json")
+    assert info["files"]["count"] == 2 and info["files"]["digest"].startswith("xxh3_128:")
+    # the data by reference (file://, one entry per file), and our manifest as the one uploaded file
+    entries = artifact["entries"]
+    assert entries["input.txt"]["ref"] == (data / "input.txt").as_uri()
+    assert entries["shard/part-0.bin"]["ref"] == (data / "shard" / "part-0.bin").as_uri()
+    assert entries["nemotron/manifest.json"]["ref"] == ""
+
+    assert history_values(records["history"])["tiny-model/step"] == 7
+    config = config_values(records["run"] + records.get("config", []))
+    assert config["stage"]["metadata"]["api_token"] == "***REDACTED***"
+    assert config["run"]["src"] == "raw-text:latest"
+    everything = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".txt")
+    assert SECRET_VALUE.encode() not in everything
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_wandb_warns_once_and_keeps_the_manifest(tmp_path):
+    env = _wandb_env(
+        tmp_path,
+        WANDB_MODE="online",
+        WANDB_BASE_URL=f"http://127.0.0.1:{_closed_port()}",
+        WANDB_API_KEY=FAKE_KEY,
+        WANDB_INIT_TIMEOUT="4",
+    )
+    data = make_data(tmp_path / "data")
+    result = ok(
+        nemotron(
+            "stage=register",
+            f"stage.path={data}",
+            "stage.name=offline-safe",
+            "artifacts=manifest_wandb",
+            cwd=tmp_path,
+            env=env,
+        )
+    )
+    assert json_line(result)["uri"] == "art://offline-safe:v1"
+    assert result.stderr.count("W&B mirror failed") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "wandb: ERROR" not in result.stderr  # wandb's own banners are silenced
+    store = tmp_path / "store"
+    assert manifest(store, "offline-safe", 1)["wandb"]["status"] == "pending"
+    sidecar = json.loads((store / "offline-safe" / "v1" / "wandb.json").read_text())
+    assert sidecar["status"] == "failed" and sidecar["error"]
+    # the key is nowhere: not in the output, the store, the job dir, W&B's own dirs or HOME
+    assert FAKE_KEY not in result.stdout + result.stderr
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert FAKE_KEY.encode() not in path.read_bytes(), path
+
+
+def test_wandb_references_are_clear_errors_when_they_cannot_resolve(tmp_path):
+    env = _wandb_env(tmp_path, WANDB_MODE="offline")
+    data = make_data(tmp_path / "data")
+    for reference, phrase in [
+        ("wandb://team/proj/tiny-model:v0", "resolve only online"),
+        ("wandb://just-a-name", "not a valid W&B reference"),
+    ]:
+        result = nemotron(
+            "stage=register",
+            f"stage.path={data}",
+            "stage.name=x",
+            f"+stage.metadata.src=${{art:{reference},path}}",
+            "artifacts=manifest_wandb",
+            cwd=tmp_path,
+            env=env,
+        )
+        assert result.returncode != 0 and phrase in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "store" / "x").exists()
+
+
+def test_resolve_order_must_name_known_backends(tmp_path):
+    env = _wandb_env(tmp_path)
+    result = nemotron(
+        "stage=register", f"stage.path={make_data(tmp_path / 'd')}", "stage.name=x", "artifacts.resolve_order=[cache]",
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert result.returncode != 0 and "resolve_order" in result.stderr and "Traceback" not in result.stderr
