@@ -83,6 +83,7 @@ class Tracking:
         self._pins: dict[str, Manifest] = {}
         self._external: dict[str, Any] = {}  # reference -> WandbArtifact known only to W&B
         self._roles: dict[str, str] = {}  # run.<role> -> reference as written
+        self._outputs: dict[str, Manifest] = {}  # name -> the version this job committed last
         self._stdin_line: str | None = None
 
     # -- activation -----------------------------------------------------------------------------------
@@ -223,6 +224,7 @@ class Tracking:
                 f"The {artifact.type} at {artifact.path} has no name; pass name=... or set artifact.name."
             )
         store = self._require_store(f"commit {name}")
+        self._pin_own_outputs(artifact)
         used = self._lineage_of(artifact)
         record = {
             "type": artifact.type,
@@ -242,13 +244,34 @@ class Tracking:
         manifest = store.commit(name, record)
         artifact.name = name
         artifact._version = manifest.version
+        self._outputs[name] = manifest
         return manifest
 
+    def _pin_own_outputs(self, artifact: Artifact) -> None:
+        """Pin `art://NAME` fields that name an artifact this job committed earlier to that exact version.
+
+        A stage that returns `{"tokenizer": ..., "data": ...}` cannot know the tokenizer's version when it
+        builds the data artifact: it writes `tokenizer_uri="art://<tokenizer name>"`, the callback commits the
+        outputs in order, and the reference becomes `art://<tokenizer name>:vN` here, never a later `latest`.
+        """
+        for field, value in artifact:
+            if not (isinstance(value, str) and value.startswith(SCHEME)):
+                continue
+            ref = ArtifactRef.parse(value)
+            if ref.version is None and ref.alias is None and ref.name in self._outputs:
+                setattr(artifact, field, self._outputs[ref.name].uri)
+
     def _lineage_of(self, artifact: Artifact) -> list[str]:
-        """Inputs resolved by the job plus the artifact's own upstream references, each exact."""
+        """Inputs resolved by the job plus the artifact's own upstream references, each exact.
+
+        A reference to one of this job's own outputs is recorded as is, not pinned as an input of the job.
+        """
         used = set(self.used_artifacts)
+        own = {manifest.uri: manifest.ref for manifest in self._outputs.values()}
         for uri in artifact.get_input_uris():
-            if uri.startswith(SCHEME):  # other values name external things (a hub tokenizer id)
+            if uri in own:
+                used.add(own[uri])
+            elif uri.startswith(SCHEME):  # other values name external things (a hub tokenizer id)
                 found = self._pin(uri)
                 if isinstance(found, Manifest):  # else it is recorded among the external inputs
                     used.add(found.ref)
