@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     how.add_argument("--sample", type=int, metavar="N", help="digest N random files; check sizes of all")
     verify.add_argument("--seed", type=int, default=None, help="seed of --sample (default: random)")
     verify.add_argument("--workers", type=int, default=4, help="files hashed in parallel (default: 4)")
-    verify.add_argument("--all", action="store_true", help="list OK files too")
+    verify.add_argument("--all", action="store_true", help="list passing (OK, UNCHECKED) files too")
     verify.add_argument("--json", action="store_true")
 
     diff = _command(commands, "diff", "inspect:diff", "what differs between two versions")

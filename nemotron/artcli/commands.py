@@ -130,7 +130,8 @@ def lineage(store: ManifestStore, args: Namespace) -> int:
     elif args.format == "dot":
         text = lineage_render.to_dot(graph)
     else:
-        text = lineage_render.to_html(graph, title=graph.nodes[graph.root].label, store_url=store.url)
+        where = store.root if store.is_local else store.url
+        text = lineage_render.to_html(graph, title=graph.nodes[graph.root].label, store_url=where)
     return _emit(text, args.output)
 
 

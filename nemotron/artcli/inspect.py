@@ -18,14 +18,14 @@ _STYLE = {"OK": "green", "UNCHECKED": "dim", "MODIFIED": "bold red", "MISSING": 
 
 def verify(store: ManifestStore, args: Namespace) -> int:
     """Exit 0 when every recorded file is OK (or UNCHECKED by --sample), 1 otherwise."""
-    from nemotron.tracking.verify import verify_manifest
+    from nemotron.tracking.verify import PASSING, verify_manifest
 
     manifest = store.resolve(args.ref)
     report = verify_manifest(manifest, sample=args.sample, seed=args.seed, workers=args.workers)
     if args.json:
         print_json(report.to_dict())
         return 0 if report.ok else 1
-    shown = [check for check in report.files if args.all or check.status != "OK"]
+    shown = [check for check in report.files if args.all or check.status not in PASSING]
     if shown:
         table = Table("status", "file", "recorded size", "size now", "detail", title=f"{report.ref}  {report.path}")
         for check in shown:

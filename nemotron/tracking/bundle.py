@@ -32,9 +32,9 @@ from typing import Any
 
 from nemotron.artifacts.refs import SCHEME, ArtifactRef
 from nemotron.errors import CommitError, NemotronError
+from nemotron.tracking.files import digest_file, new_hasher
 from nemotron.tracking.records import Manifest
 from nemotron.tracking.store import ManifestStore
-from nemotron.tracking.verify import digest_file
 
 INDEX = "nemotron-bundle.json"
 OWNER = "owner.json"
@@ -155,7 +155,7 @@ def _export_version(manifest: Manifest, bundle: Path, same_data: dict[str, Any] 
 
 def _copy(fs, source: str, destination: Path, algorithm: str) -> tuple[int, str]:
     """Copy one file, hashing it on the way: (size, digest)."""
-    hasher = _hasher(algorithm)
+    hasher = new_hasher(algorithm)
     size = 0
     try:
         with fs.open(source, "rb") as src, open(destination, "wb") as dst:
@@ -179,16 +179,6 @@ def _copy_symlink(fs, source: str, root: str, destination: Path) -> bool:
         return False
     os.symlink(link, destination)
     return True
-
-
-def _hasher(algorithm: str):
-    if algorithm == "xxh3_128":
-        import xxhash
-
-        return xxhash.xxh3_128()
-    import hashlib
-
-    return hashlib.new(algorithm)
 
 
 def _local_digest(path: Path) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from nemotron.tracking.lineage import GraphNode, LineageGraph
@@ -95,44 +96,82 @@ def _dot_quote(value: str) -> str:
 
 # -- HTML ------------------------------------------------------------------------------------------------
 
-_NODE_W, _NODE_H, _GAP_X, _GAP_Y, _MARGIN = 230, 58, 90, 26, 24
+_NODE_W, _NODE_H, _GAP_X, _GAP_Y, _MARGIN = 210, 52, 24, 46, 20
+_LANE_W = 36  # the width a long edge takes where it passes a row
 
 
-def layout(graph: LineageGraph) -> dict[str, tuple[float, float]]:
-    """Top-left corner of every node: layers by longest path from the sources, ordered by barycenters."""
+@dataclass
+class Layout:
+    positions: dict[str, tuple[float, float]]  # top-left corner of every node
+    routes: dict[tuple[str, str], list[tuple[float, float]]]  # points every edge passes, start to end
+    width: float
+    height: float
+
+
+def layout(graph: LineageGraph) -> Layout:
+    """Top to bottom in data-flow order: one row per layer (longest path from the sources); an edge that
+    spans several rows passes through a lane in each (a dummy node), so it never crosses a node; the nodes of
+    a row are ordered by the mean position of their neighbours (fewer crossings)."""
     layer = _layers(graph)
-    columns: dict[int, list[str]] = {}
+    rows: dict[int, list[str]] = {}
     for node_id in graph.nodes:
-        columns.setdefault(layer[node_id], []).append(node_id)
-    parents: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    children: dict[str, list[str]] = {n: [] for n in graph.nodes}
+        rows.setdefault(layer[node_id], []).append(node_id)
+    parents: dict[str, list[str]] = {}
+    children: dict[str, list[str]] = {}
+    chains: dict[tuple[str, str], list[str]] = {}
     for source, target in graph.edges:
-        parents[target].append(source)
-        children[source].append(target)
-    order = sorted(columns)
-    for sweep in range(4):  # alternate: place each column by the mean position of its neighbours
+        chain = [source]
+        for row in range(layer[source] + 1, layer[target]):
+            lane = f"lane:{source}->{target}:{row}"
+            rows.setdefault(row, []).append(lane)
+            chain.append(lane)
+        chain.append(target)
+        chains[(source, target)] = chain
+        for upper, lower in zip(chain, chain[1:], strict=False):
+            parents.setdefault(lower, []).append(upper)
+            children.setdefault(upper, []).append(lower)
+    order = sorted(rows)
+    for sweep in range(6):  # alternate downward and upward sweeps
         sequence, neighbours = (order[1:], parents) if sweep % 2 == 0 else (order[-2::-1], children)
-        for column in sequence:
-            rank = {n: i for c in columns.values() for i, n in enumerate(c)}
-            columns[column].sort(key=lambda n, r=rank: _mean([r[m] for m in neighbours[n]], r[n]))
-    height = max(len(nodes) for nodes in columns.values())
-    positions = {}
-    for column, nodes in columns.items():
-        offset = (height - len(nodes)) * (_NODE_H + _GAP_Y) / 2
-        for row, node_id in enumerate(nodes):
-            positions[node_id] = (
-                _MARGIN + column * (_NODE_W + _GAP_X),
-                _MARGIN + offset + row * (_NODE_H + _GAP_Y),
-            )
-    return positions
+        for row in sequence:
+            rank = {n: i for r in rows.values() for i, n in enumerate(r)}
+            rows[row].sort(key=lambda n, r=rank: _mean([r[m] for m in neighbours.get(n, [])], r[n]))
+
+    def slot(node_id: str) -> float:
+        return _LANE_W if node_id.startswith("lane:") else _NODE_W + _GAP_X
+
+    widest = max(sum(slot(n) for n in nodes) for nodes in rows.values())
+    positions: dict[str, tuple[float, float]] = {}
+    centers: dict[str, tuple[float, float]] = {}
+    for row, nodes in rows.items():
+        x = _MARGIN + (widest - sum(slot(n) for n in nodes)) / 2
+        y = _MARGIN + row * (_NODE_H + _GAP_Y)
+        for node_id in nodes:
+            if node_id.startswith("lane:"):
+                centers[node_id] = (x + _LANE_W / 2, y)
+            else:
+                positions[node_id] = (x, y)
+            x += slot(node_id)
+    routes = {}
+    for edge, chain in chains.items():
+        (sx, sy), (tx, ty) = positions[edge[0]], positions[edge[1]]
+        points = [(sx + _NODE_W / 2, sy + _NODE_H)]
+        for lane in chain[1:-1]:  # straight down through the row, curves only between rows
+            lx, ly = centers[lane]
+            points += [(lx, ly), (lx, ly + _NODE_H)]
+        routes[edge] = [*points, (tx + _NODE_W / 2, ty)]
+    height = _MARGIN * 2 + (max(rows) + 1) * (_NODE_H + _GAP_Y) - _GAP_Y
+    return Layout(positions, routes, widest + 2 * _MARGIN - _GAP_X, height)
 
 
 def _layers(graph: LineageGraph) -> dict[str, int]:
+    """Longest path from the sources; then a node without inputs moves down next to what it feeds."""
     incoming = {n: 0 for n in graph.nodes}
     for _, target in graph.edges:
         incoming[target] += 1
+    roots = [n for n, count in incoming.items() if count == 0]
     layer = {n: 0 for n in graph.nodes}
-    ready = [n for n, count in incoming.items() if count == 0]
+    ready = list(roots)
     while ready:
         node_id = ready.pop()
         for source, target in graph.edges:
@@ -141,7 +180,11 @@ def _layers(graph: LineageGraph) -> dict[str, int]:
                 incoming[target] -= 1
                 if incoming[target] == 0:
                     ready.append(target)
-    return layer  # a cycle (never made by nemotron) leaves its nodes where they were reached
+    for node_id in roots:  # a cycle (never made by nemotron) leaves its nodes where they were reached
+        below = [layer[target] for source, target in graph.edges if source == node_id]
+        if below:
+            layer[node_id] = min(below) - 1
+    return layer
 
 
 def _mean(values: list[int], default: int) -> float:
@@ -149,12 +192,11 @@ def _mean(values: list[int], default: int) -> float:
 
 
 def to_html(graph: LineageGraph, title: str, store_url: str) -> str:
-    positions = layout(graph)
+    drawing = layout(graph)
     ids = _short_ids(graph)
-    width = max(x for x, _ in positions.values()) + _NODE_W + _MARGIN
-    height = max(y for _, y in positions.values()) + _NODE_H + _MARGIN
-    edges = "\n".join(_svg_edge(positions[s], positions[t]) for s, t in graph.edges)
-    nodes = "\n".join(_svg_node(ids[n], node, positions[n], n == graph.root) for n, node in graph.nodes.items())
+    width, height = drawing.width, drawing.height
+    edges = "\n".join(_svg_edge(drawing.routes[edge]) for edge in graph.edges)
+    nodes = "\n".join(_svg_node(ids[n], node, drawing.positions[n], n == graph.root) for n, node in graph.nodes.items())
     data = {
         ids[node_id]: {
             "kind": node.kind,
@@ -176,7 +218,7 @@ def to_html(graph: LineageGraph, title: str, store_url: str) -> str:
         summary=summary,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         width=int(width),
-        fit="fit" if width <= 2400 else "",
+        fit="fit" if width <= 1600 else "",
         height=int(height),
         edges=edges,
         nodes=nodes,
@@ -187,26 +229,30 @@ def to_html(graph: LineageGraph, title: str, store_url: str) -> str:
     )
 
 
-def _svg_edge(start: tuple[float, float], end: tuple[float, float]) -> str:
-    x1, y1 = start[0] + _NODE_W, start[1] + _NODE_H / 2
-    x2, y2 = end[0], end[1] + _NODE_H / 2
-    bend = max((x2 - x1) / 2, 30)
-    curve = f"M{x1:.0f},{y1:.0f} C{x1 + bend:.0f},{y1:.0f} {x2 - bend:.0f},{y2:.0f} {x2 - 2:.0f},{y2:.0f}"
-    return f'<path class="edge" d="{curve}"/>'
+def _svg_edge(points: list[tuple[float, float]]) -> str:
+    """A smooth path through `points`, leaving and entering every point vertically."""
+    (x, y), *rest = points
+    path = [f"M{x:.0f},{y:.0f}"]
+    for index, (nx, ny) in enumerate(rest):
+        ny = ny - 2 if index == len(rest) - 1 else ny  # stop short of the box: the arrowhead touches it
+        bend = (ny - y) / 2
+        path.append(f"C{x:.0f},{y + bend:.0f} {nx:.0f},{ny - bend:.0f} {nx:.0f},{ny:.0f}")
+        x, y = nx, ny
+    return f'<path class="edge" d="{" ".join(path)}"/>'
 
 
 def _svg_node(short_id: str, node: GraphNode, position: tuple[float, float], is_root: bool) -> str:
     x, y = position
     radius = _NODE_H / 2 if node.kind == "run" else 6
     classes = f"node {node.kind}{' root' if is_root else ''}{' missing' if node.details.get('missing') else ''}"
-    label, subtitle = html.escape(_clip(node.label, 30)), html.escape(_clip(node.subtitle, 36))
+    label, subtitle = html.escape(_clip(node.label, 28)), html.escape(_clip(node.subtitle, 34))
     href = html.escape(node.manifest_url or f"#{short_id}")
     return (
         f'<a id="{short_id}" class="{classes}" href="{href}" data-node="{short_id}" tabindex="0">'
         f"<title>{html.escape(node.label)}</title>"
         f'<rect x="{x:.0f}" y="{y:.0f}" width="{_NODE_W}" height="{_NODE_H}" rx="{radius:.0f}"/>'
-        f'<text class="label" x="{x + _NODE_W / 2:.0f}" y="{y + 24:.0f}">{label}</text>'
-        f'<text class="subtitle" x="{x + _NODE_W / 2:.0f}" y="{y + 43:.0f}">{subtitle}</text>'
+        f'<text class="label" x="{x + _NODE_W / 2:.0f}" y="{y + 22:.0f}">{label}</text>'
+        f'<text class="subtitle" x="{x + _NODE_W / 2:.0f}" y="{y + 40:.0f}">{subtitle}</text>'
         "</a>"
     )
 

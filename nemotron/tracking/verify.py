@@ -15,7 +15,6 @@ Listing the files costs one call; digests read every byte, in parallel threads (
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -23,11 +22,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from nemotron.errors import NemotronError
+from nemotron.tracking.files import digest_file
 from nemotron.tracking.records import Manifest
 
 OK, MODIFIED, MISSING, NEW, UNCHECKED = "OK", "MODIFIED", "MISSING", "NEW", "UNCHECKED"
 PASSING = {OK, UNCHECKED}
-_CHUNK = 8 << 20
 
 
 @dataclass
@@ -63,22 +62,6 @@ class VerifyReport:
             "counts": self.counts,
             "files": [asdict(check) for check in self.files],
         }
-
-
-def digest_file(fs, path: str, algorithm: str) -> str:
-    """`algorithm:<hex>` of one file, read in 8 MiB chunks."""
-    if algorithm == "xxh3_128":
-        import xxhash
-
-        hasher = xxhash.xxh3_128()
-    elif algorithm in ("sha256", "md5"):
-        hasher = hashlib.new(algorithm)
-    else:
-        raise NemotronError(f"Unknown digest algorithm {algorithm!r} (known: xxh3_128, sha256, md5).")
-    with fs.open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            hasher.update(chunk)
-    return f"{algorithm}:{hasher.hexdigest()}"
 
 
 def list_files(url: str) -> tuple[Any, str, dict[str, int]]:
