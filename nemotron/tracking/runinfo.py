@@ -148,8 +148,6 @@ def slurm_job_id() -> str | None:
 
 def is_rank0() -> bool:
     """True in the process that resolves and commits artifacts: global rank 0 under submitit or torchrun."""
-    if os.environ.get("SUBMITIT_EXECUTOR"):
-        import submitit
+    from nemotron.distributed import is_rank0 as _is_rank0
 
-        return submitit.JobEnvironment().global_rank == 0
-    return int(os.environ.get("RANK", "0")) == 0
+    return _is_rank0()

@@ -1,0 +1,210 @@
+"""Checks run on the submitting host before anything is submitted to Slurm.
+
+Each failure is a `ClusterError` whose message is one paragraph saying what is wrong and what to do; the
+launcher turns it into a non-zero exit without a traceback. Checks that need the cluster (`sbatch`,
+`sinfo`) run only where those commands exist and are skipped for dry runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from nemotron.errors import NemotronError
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Config keys that hold credentials: narrower than the redaction rule (any name containing KEY, TOKEN, ...),
+# since `pad_token` is a tokenizer setting while `api_key` and `hf_token` are credentials.
+_CREDENTIAL_KEY = re.compile(
+    r"(^|_)(api_?key|secret(_key)?|password|passwd|credentials?)$|^((hf|auth|access|api|wandb|ngc)_)?token$",
+    re.IGNORECASE,
+)
+_SECRET_ENV_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+_MIN_SECRET_LEN = 8  # shorter values would match unrelated text
+# Parallel sizes a model config may declare (Megatron-Bridge / NeMo-RL spellings).
+_PARALLEL_KEYS = {
+    "tensor": ("tensor_model_parallel_size", "tensor_parallel_size"),
+    "pipeline": ("pipeline_model_parallel_size", "pipeline_parallel_size"),
+    "context": ("context_parallel_size",),
+}
+
+
+class ClusterError(NemotronError):
+    """Bad launcher input, found before submission."""
+
+
+def check_settings(params: Mapping[str, Any]) -> None:
+    """The launcher's own numbers and strings (no cluster needed)."""
+    _at_least(params, "nodes", 1, "a job needs at least one node")
+    _at_least(params, "tasks_per_node", 1, "each node runs at least one task (one per GPU for DDP)")
+    _at_least(params, "gpus_per_node", 0, "a node cannot have a negative number of GPUs", optional=True)
+    _at_least(params, "cpus_per_task", 1, "each task needs at least one CPU", optional=True)
+    _at_least(params, "mem_gb", 0, "memory cannot be negative (0 asks Slurm for all of the node's)", optional=True)
+    _at_least(params, "timeout_min", 1, "the time limit is in minutes and must be at least 1")
+    _at_least(params, "max_num_timeout", 0, "it counts requeues after a timeout (0 = never requeue)")
+    if params.get("container_image") and not params.get("python"):
+        raise ClusterError(
+            f"launcher.container_image={params['container_image']} is set but launcher.python is not. The job "
+            f"runs `<python> -m submitit.core._submit` inside the container, and this machine's interpreter "
+            f"({sys.executable}) is normally not in the image. Set launcher.python to the image's interpreter, "
+            "e.g. launcher.python=python3 (a name on the image's PATH is safest: srun looks up absolute paths "
+            "outside the container)."
+        )
+    for name in params.get("env") or {}:
+        if not _ENV_NAME.match(str(name)):
+            raise ClusterError(f"launcher.env.{name}: {name!r} is not a valid environment variable name.")
+        if _SECRET_ENV_NAME.search(str(name)):
+            raise ClusterError(
+                f"launcher.env.{name} would write a secret into the batch script, where anyone who can read the "
+                f"job's files sees it. Remove it and export {name} in the shell you submit from instead: Slurm "
+                "passes that environment to the job."
+            )
+    for index, mount in enumerate(params.get("container_mounts") or []):
+        if not str(mount).strip() or "," in str(mount):
+            raise ClusterError(
+                f"launcher.container_mounts[{index}]={mount!r}: give one mount per list item, as SRC:DST[:FLAGS]."
+            )
+    check_no_secret_values(params, "the launcher settings")
+
+
+def check_no_secret_values(node: Any, where: str, environ: Mapping[str, str] | None = None) -> None:
+    """Refuse if the value of a secret-named environment variable appears anywhere in `node`.
+
+    Whatever the launcher submits (the batch script, the pickled job config) is readable on the cluster's
+    filesystem; a secret must reach the job through the environment only.
+    """
+    environ = os.environ if environ is None else environ
+    secrets = {
+        name: value
+        for name, value in environ.items()
+        if _SECRET_ENV_NAME.search(name) and len(value) >= _MIN_SECRET_LEN
+    }
+    if not secrets:
+        return
+    for path, text in _strings(node):
+        for name, value in secrets.items():
+            if value in text:
+                raise ClusterError(
+                    f"The value of ${name} appears in {where} (at {path or 'the top'}), which would be written into "
+                    f"the job's submission files. Secrets reach a Slurm job through the environment only: leave "
+                    f"{name} exported in your shell (Slurm passes it on) and refer to it in configs as "
+                    f"${{oc.env:{name}}}, which is resolved inside the job."
+                )
+
+
+def check_overrides(overrides: Iterable[str]) -> None:
+    """No credential on the command line: it would be pickled with the job's config."""
+    for item in overrides:
+        key, sep, value = str(item).partition("=")
+        last = key.lstrip("+~").rsplit(".", 1)[-1]
+        value = value.strip("'\"")
+        if sep and _CREDENTIAL_KEY.search(last) and value and not value.startswith("${"):
+            raise ClusterError(
+                f"The command line sets {key.lstrip('+~')}, a credential. On Slurm the job's config and overrides "
+                "are written into its submission files, so secrets must not be in them: export the secret as an "
+                f"environment variable and write {key}='${{oc.env:NAME}}' (resolved inside the job), or let the "
+                "library read its usual variable (WANDB_API_KEY, HF_TOKEN)."
+            )
+
+
+def check_parallelism(job_config: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    """Tensor x pipeline x context parallel sizes, when the model declares them, must fit the GPUs asked for."""
+    sizes = _parallel_sizes(job_config)
+    if not sizes:
+        return
+    described = " x ".join(f"{key}={value}" for key, value in sizes.items())
+    per_replica = 1
+    for value in sizes.values():
+        per_replica *= value
+    gpus_per_node = int(params.get("gpus_per_node") or 0)
+    nodes = int(params.get("nodes") or 1)
+    if gpus_per_node < 1:
+        raise ClusterError(
+            f"The model is parallelised ({described}) but launcher.gpus_per_node is not set. Set it to the GPUs "
+            "of one node, e.g. launcher.gpus_per_node=8."
+        )
+    total = gpus_per_node * nodes
+    tensor = next((v for k, v in sizes.items() if k in _PARALLEL_KEYS["tensor"]), 1)
+    fits_node = gpus_per_node % tensor == 0 if tensor <= gpus_per_node else tensor % gpus_per_node == 0
+    if total % per_replica or not fits_node:
+        raise ClusterError(
+            f"launcher.gpus_per_node={gpus_per_node} on launcher.nodes={nodes} gives {total} GPUs, which the "
+            f"model's parallelism cannot use: {described} = {per_replica} GPUs per model replica must divide the "
+            f"total GPUs, and gpus_per_node must be a multiple of the tensor parallel size ({tensor}) or divide "
+            "it. Change launcher.gpus_per_node or launcher.nodes, or the parallel sizes."
+        )
+
+
+def check_cluster(partition: str | None) -> None:
+    """sbatch is on PATH, and the partition exists (asked to sinfo, when it answers)."""
+    if shutil.which("sbatch") is None:
+        raise ClusterError(
+            "launcher=slurm submits with sbatch, which is not on PATH here. Run the command on a login node of "
+            "your Slurm cluster, or add launcher.dry_run=true to only write and show the sbatch script."
+        )
+    if not partition or shutil.which("sinfo") is None:
+        return
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return  # the controller does not answer: sbatch will say so
+    known = sorted({line.strip() for line in out.stdout.splitlines() if line.strip()})
+    if known and partition not in known:
+        raise ClusterError(
+            f"launcher.partition={partition}: this cluster has no such partition. Partitions here (sinfo): "
+            f"{', '.join(known)}. Set launcher.partition to one of them."
+        )
+
+
+def sacct_works() -> bool:
+    """Whether Slurm accounting answers: without it a cancelled job cannot be told from a running one."""
+    if shutil.which("sacct") is None:
+        return False
+    try:
+        result = subprocess.run(["sacct", "-n", "-X", "-j", "1", "-o", "JobID"], capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return result.returncode == 0
+
+
+def _at_least(params: Mapping[str, Any], key: str, minimum: int, why: str, optional: bool = False) -> None:
+    value = params.get(key)
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ClusterError(f"launcher.{key}={value}: {why}. Set launcher.{key} to {minimum} or more.")
+
+
+def _parallel_sizes(job_config: Mapping[str, Any]) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    names = {name for group in _PARALLEL_KEYS.values() for name in group}
+    for section in ("model", "stage"):
+        for key, value in _items(job_config.get(section), depth=3):
+            if key in names and isinstance(value, int) and not isinstance(value, bool) and value > 1:
+                sizes.setdefault(key, value)
+    return sizes
+
+
+def _items(node: Any, depth: int):
+    """(key, value) of every entry of a nested mapping, down to `depth` levels."""
+    if depth == 0 or not isinstance(node, Mapping):
+        return
+    for key, value in node.items():
+        yield str(key), value
+        yield from _items(value, depth - 1)
+
+
+def _strings(node: Any, path: str = ""):
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _strings(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            yield from _strings(value, f"{path}[{index}]")
+    elif isinstance(node, str):
+        yield path, node
