@@ -127,6 +127,11 @@ class Artifact(BaseModel):
                 raise NemotronError(
                     f"Expected a JSON line with a 'uri' key (as printed by a nemotron stage), got {text!r}."
                 ) from exc
+            if not isinstance(text, str):  # null: the stage ran without an artifact store
+                raise NemotronError(
+                    f"The JSON line names no committed artifact ('uri' is {json.dumps(text)}): the stage that "
+                    "printed it ran without an artifact store. Run it with artifacts=manifest to commit its output."
+                )
         return cls.from_uri(text, root=root)
 
 
