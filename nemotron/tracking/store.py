@@ -108,7 +108,7 @@ class ManifestStore:
         try:
             with self._io():
                 return self.fs.cat_file(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # NotADirectoryError: a root beneath a file
             return None
 
     def _exists(self, path: str) -> bool:
@@ -121,7 +121,7 @@ class ManifestStore:
         try:
             with self._io():
                 return [entry.rstrip("/").rsplit("/", 1)[-1] for entry in self.fs.ls(path, detail=False)]
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
 
     def _put(self, path: str, data: bytes) -> None:
@@ -360,8 +360,10 @@ class ManifestStore:
     def aliases(self, name: str) -> dict[str, int]:
         result = {}
         for alias in self._ls(self._p(name, "aliases")):
+            if alias.startswith(".") or ".tmp-" in alias:  # a writer's temporary file, not an alias
+                continue
             version = _parse_version_text(self._cat(self._p(name, "aliases", alias)))
-            if version is not None and not alias.startswith("."):
+            if version is not None:
                 result[alias] = version
         return result
 
@@ -446,9 +448,12 @@ class ManifestStore:
                     orphans.extend(self._check_version_dir(name, entry))
                 elif ".tmp-" in entry:
                     orphans.append(Orphan(self._p(name, entry), "temporary file of a writer"))
+            for entry in self._ls(self._p(name, "aliases")):
+                if ".tmp-" in entry:
+                    orphans.append(Orphan(self._p(name, "aliases", entry), "temporary file of a writer"))
         if clean:
             for orphan in orphans:
-                if now - self._mtime(orphan.path) >= grace_s:
+                if grace_s <= 0 or now - self._mtime(orphan.path) >= grace_s:
                     self.fs.rm(orphan.path, recursive=True)
         return orphans
 
@@ -460,7 +465,9 @@ class ManifestStore:
             Manifest.model_validate_json(raw)
         except ValidationError:
             return [Orphan(self._p(name, entry), "manifest.json does not parse")]
-        return []
+        # a committed version: only a writer killed while writing metadata.json or a sidecar leaves more
+        temporary = [f for f in self._ls(self._p(name, entry)) if ".tmp-" in f]
+        return [Orphan(self._p(name, entry, f), "temporary file of a writer") for f in temporary]
 
     def _mtime(self, path: str) -> float:
         try:
@@ -468,6 +475,9 @@ class ManifestStore:
         except FileNotFoundError:
             return 0.0
         stamp = info.get("mtime") or info.get("created") or info.get("LastModified")
+        if not stamp and info.get("type") == "directory":
+            # object stores and memory:// keep no time for a directory: its newest file's, else unknown = now
+            return max((self._mtime(p) for p in self.fs.find(path)), default=time.time())
         if isinstance(stamp, datetime):
             return stamp.timestamp()
         return float(stamp) if stamp else 0.0
