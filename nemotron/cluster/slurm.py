@@ -170,18 +170,19 @@ def print_committed(results: Sequence[Any], planned: Sequence[PlannedJob]) -> No
 
 
 def expected_artifacts(job_config: Any) -> list[str]:
-    """The artifact names a job will commit, when its config says: `stage.outputs` (a list) or `stage.name`."""
+    """The artifact names a job will commit, as far as its config says: `stage.outputs` (a name or a list, which
+    a stage may declare for this purpose), else `stage.name`; [] when neither can be read on this host."""
     from omegaconf import OmegaConf
 
     for key in ("stage.outputs", "stage.name"):
         try:
             value = OmegaConf.select(job_config, key, default=None, throw_on_missing=False)
+            if OmegaConf.is_list(value):
+                return [str(v) for v in value]
         except Exception:  # an interpolation that only the job can resolve
             continue
         if isinstance(value, str) and value:
             return [value]
-        if value is not None and OmegaConf.is_list(value):
-            return [str(v) for v in value]
     return []
 
 

@@ -45,6 +45,7 @@ def stage_params(cfg: DictConfig, model: type[P]) -> P:
         raise NemotronError(f"The stage needs a value for {', '.join(missing)}: add {settings} to the command.")
     values = OmegaConf.to_container(cfg.stage, resolve=True)
     values.pop("_target_", None)
+    values.pop("outputs", None)  # the artifact names a stage may declare, for launcher.wait=false to announce
     try:
         return model.model_validate(values)
     except ValidationError as exc:
