@@ -79,6 +79,7 @@ class ManifestStore:
         self.is_local = bool(protocols & {"file", "local"})
         self.can_create_conditionally = self.is_local or bool(protocols & _CONDITIONAL_PROTOCOLS)
         self.single_writer = single_writer
+        self._reached = False  # a remote root answered once (check_writable)
         self.file_ops = 0  # every filesystem call, for the store benchmark
 
     def __repr__(self) -> str:
@@ -181,8 +182,9 @@ class ManifestStore:
                 "artifacts.manifest.single_writer=true (ManifestStore(root, single_writer=True) in Python) "
                 "if only one process ever writes to this store."
             )
-        if not self.is_local:
+        if not self.is_local and not self._reached:
             self._ls(self.root)  # missing credentials or an unreachable endpoint fail here, before any work
+            self._reached = True
         if self.is_local:
             try:
                 os.makedirs(self.root, exist_ok=True)

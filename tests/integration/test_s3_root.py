@@ -35,18 +35,22 @@ ROOT = f"s3://{BUCKET}/root"
 WRITERS, COMMITS = 8, 25
 
 # One writer process: waits for the start signal, then commits COMMITS versions of one name through the
-# public API (Artifact.save -> the manifest store), printing each version it got.
+# manifest store (what Artifact.save and the Hydra callback call; without their run record, which would
+# cost two git calls per commit), printing each version it got.
 WRITER = """\
 import sys, time
+from datetime import datetime, timezone
 from pathlib import Path
-from nemotron import Artifact
+from nemotron.tracking.store import ManifestStore
 
 root, writer, commits, data, go = sys.argv[1:]
+store = ManifestStore(root)
 while not Path(go).exists():
     time.sleep(0.01)
 for seq in range(int(commits)):
-    artifact = Artifact(path=data, metadata={"writer": int(writer), "seq": seq}).save(name="shared", root=root)
-    print(artifact.version, flush=True)
+    fields = {"path": data, "type": "Artifact", "metadata": {"writer": int(writer), "seq": seq}}
+    record = {"type": "Artifact", "path": data, "created_at": datetime.now(timezone.utc), "metadata": fields}
+    print(store.commit("shared", record).version, flush=True)
 """
 
 
@@ -130,10 +134,12 @@ def test_references_aliases_and_lineage_on_s3(tmp_path, endpoint):
     ok(nemotron_art("alias", "raw-text:2", "golden", cwd=tmp_path, env=env))
     listed = ok(nemotron_art("ls", "raw-text", "--json", cwd=tmp_path, env=env)).stdout
     assert "golden" in listed
-    for reference, expected in [("raw-text:golden", "raw2"), ("art://raw-text:v1", "raw"), ("raw-text", "raw2")]:
-        probe = (f"+probe=${{art:{reference},path}}", "stage=register", "stage.path=x", "stage.name=x")
-        out = ok(nemotron("--cfg", "job", "--resolve", *probe, cwd=tmp_path, env=env)).stdout
-        assert f"probe: {tmp_path / expected}" in out, out
+    probes = [("raw-text:golden", "raw2"), ("art://raw-text:v1", "raw"), ("raw-text", "raw2")]
+    keys = [f"+probe{i}=${{art:{reference},path}}" for i, (reference, _) in enumerate(probes)]
+    job = ("stage=register", "stage.path=x", "stage.name=x", *keys)
+    out = ok(nemotron("--cfg", "job", "--resolve", *job, cwd=tmp_path, env=env)).stdout
+    for i, (_, expected) in enumerate(probes):
+        assert f"probe{i}: {tmp_path / expected}" in out, out
 
 
 def test_s3_root_without_credentials_is_a_clear_error(tmp_path, endpoint):

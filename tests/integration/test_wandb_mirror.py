@@ -8,6 +8,7 @@ nowhere.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import socket
 from pathlib import Path
@@ -174,3 +175,37 @@ def test_resolve_order_must_name_known_backends(tmp_path):
         cwd=tmp_path, env=env,
     )  # fmt: skip
     assert result.returncode != 0 and "resolve_order" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_wandb_only_mirrors_without_a_manifest_store(tmp_path):
+    env = _wandb_env(tmp_path, WANDB_MODE="offline")
+    data = make_data(tmp_path / "data")
+    result = ok(
+        nemotron("stage=register", f"stage.path={data}", "stage.name=w-only", "artifacts=wandb", cwd=tmp_path, env=env)
+    )
+    assert json_line(result)["uri"] is None  # not in a manifest store...
+    assert not (tmp_path / "store").exists()
+    [log] = (tmp_path / "wandb-dir").rglob("run-*.wandb")
+    [artifact] = [artifact_summary(r) for r in records_by_type(log)["artifact"]]
+    assert artifact["name"] == "w-only" and artifact["aliases"] == ["latest"]  # ...but in W&B
+    assert artifact["entries"]["input.txt"]["ref"] == (data / "input.txt").as_uri()
+
+
+def test_log_artifact_from_python_mirrors_too(tmp_path, monkeypatch):
+    for key, value in _wandb_env(tmp_path, WANDB_MODE="offline").items():
+        if key.startswith("WANDB_"):
+            monkeypatch.setenv(key, value)
+    # in a copy of the context: the tracking that setup_artifact_tracking activates stays inside it
+    records = contextvars.copy_context().run(_log_two_versions, tmp_path / "store", tmp_path)
+    assert [r["status"] for r in records] == ["offline", "offline"]
+    assert records[0]["project"] == "py-proj" and records[0]["run_id"] != records[1]["run_id"]  # a W&B run each
+
+
+def _log_two_versions(store: Path, tmp_path: Path) -> list[dict]:
+    from nemotron import Artifact, log_artifact, setup_artifact_tracking
+    from nemotron.tracking.wandb_mirror import wandb_record
+
+    config = {"artifacts": {"manifest": {"root": str(store)}, "wandb": True}, "wandb": {"project": "py-proj"}}
+    tracking = setup_artifact_tracking(config)
+    logged = [log_artifact(Artifact(path=str(make_data(tmp_path / d))), tracking, name="py-data") for d in "ab"]
+    return [wandb_record(tracking.store, tracking.store.manifest("py-data", a.version)) for a in logged]
