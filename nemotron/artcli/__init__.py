@@ -4,7 +4,8 @@
     nemotron-art show REF [--json]                one version: type, path, inputs, files, run record
     nemotron-art lineage REF [--format F] [--down] [--depth N] [-o FILE]
                                                   upstream (or downstream) graph: tree, json, mermaid, dot, html
-    nemotron-art verify REF [--full | --sample N] recompute the digests of the files a version recorded
+    nemotron-art verify REF [--full | --sample N] [--upstream]
+                                                  recompute the digests of the files a version recorded
     nemotron-art diff A B                         config, inputs, code version and fields that differ
     nemotron-art alias REF ALIAS                  point ALIAS at the version REF names
     nemotron-art import model PATH --stage S --step N | import data pretrain|sft|rl PATH
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     how.add_argument("--sample", type=int, metavar="N", help="digest N random files; check sizes of all")
     verify.add_argument("--seed", type=int, default=None, help="seed of --sample (default: random)")
     verify.add_argument("--workers", type=int, default=4, help="files hashed in parallel (default: 4)")
+    verify.add_argument("--upstream", action="store_true", help="also every version REF was made from")
     verify.add_argument("--all", action="store_true", help="list passing (OK, UNCHECKED) files too")
     verify.add_argument("--json", action="store_true")
 

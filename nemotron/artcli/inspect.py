@@ -18,14 +18,31 @@ _STYLE = {"OK": "green", "UNCHECKED": "dim", "MODIFIED": "bold red", "MISSING": 
 
 def verify(store: ManifestStore, args: Namespace) -> int:
     """Exit 0 when every recorded file is OK (or UNCHECKED by --sample), 1 otherwise."""
-    from nemotron.tracking.verify import PASSING, verify_manifest
+    from nemotron.tracking.lineage import upstream_closure
+    from nemotron.tracking.verify import verify_manifest
 
-    manifest = store.resolve(args.ref)
-    report = verify_manifest(manifest, sample=args.sample, seed=args.seed, workers=args.workers)
+    manifests = upstream_closure(store, args.ref)[::-1] if args.upstream else [store.resolve(args.ref)]
+    reports = [verify_manifest(m, sample=args.sample, seed=args.seed, workers=args.workers) for m in manifests]
+    passed = all(report.ok for report in reports)
     if args.json:
-        print_json(report.to_dict())
-        return 0 if report.ok else 1
-    shown = [check for check in report.files if args.all or check.status not in PASSING]
+        data = [report.to_dict() for report in reports]
+        print_json(data if args.upstream else data[0])
+        return 0 if passed else 1
+    for report in reports:
+        _print_report(report, args.all)
+    if args.upstream:
+        failed = [report.ref for report in reports if not report.ok]
+        summary = f"{len(reports)} version(s) checked" + (
+            f", {len(failed)} failed: {', '.join(failed)}" if failed else ""
+        )
+        console.print(("[green]OK[/]  " if passed else "[bold red]FAILED[/]  ") + summary)
+    return 0 if passed else 1
+
+
+def _print_report(report, show_all: bool) -> None:
+    from nemotron.tracking.verify import PASSING
+
+    shown = [check for check in report.files if show_all or check.status not in PASSING]
     if shown:
         table = Table("status", "file", "recorded size", "size now", "detail", title=f"{report.ref}  {report.path}")
         for check in shown:
@@ -41,7 +58,6 @@ def verify(store: ManifestStore, args: Namespace) -> int:
     counts = ", ".join(f"{count} {status}" for status, count in sorted(report.counts.items())) or "no files"
     verdict = "[green]OK[/]" if report.ok else "[bold red]FAILED[/]"
     console.print(f"{verdict}  {report.ref} ({report.mode}): {counts}")
-    return 0 if report.ok else 1
 
 
 def _size(value: int | None) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 from nemotron.artifacts.refs import SCHEME, ArtifactRef
 from nemotron.errors import CommitError, NemotronError
 from nemotron.tracking.files import digest_file, new_hasher
+from nemotron.tracking.lineage import upstream_closure
 from nemotron.tracking.records import Manifest
 from nemotron.tracking.store import ManifestStore
 
@@ -45,37 +46,12 @@ _CHUNK = 8 << 20
 # -- export ----------------------------------------------------------------------------------------------
 
 
-def closure(store: ManifestStore, reference: str) -> list[Manifest]:
-    """The version `reference` names and every version upstream of it, upstream first."""
-    root = store.resolve(reference)
-    found: dict[str, Manifest] = {}
-    order: list[Manifest] = []
-
-    def visit(manifest: Manifest, path: tuple[str, ...]) -> None:
-        if manifest.ref in found:
-            return
-        found[manifest.ref] = manifest
-        for used in manifest.used_artifacts:
-            try:
-                upstream = store.resolve(used)
-            except NemotronError as exc:
-                chain = " <- ".join((*path, manifest.ref))
-                raise NemotronError(
-                    f"Cannot export a complete lineage: {used} (used by {chain}) is not in {store.url} ({exc})."
-                ) from exc
-            visit(upstream, (*path, manifest.ref))
-        order.append(manifest)
-
-    visit(root, ())
-    return order
-
-
 def export_closure(store: ManifestStore, reference: str, out: str, progress=None) -> dict[str, Any]:
     """Write the bundle of `reference` into the new directory `out`; returns the index."""
     target = Path(out).expanduser().resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise NemotronError(f"{out} already exists and is not empty; export writes a new bundle directory.")
-    versions = closure(store, reference)
+    versions = upstream_closure(store, reference)
     staging = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
     staging.mkdir(parents=True)
     try:

@@ -92,10 +92,16 @@ def owned_data_dir(store: ManifestStore, manifest: Manifest, remaining: list[str
     of a bundle (its index lists it for the manifest's origin) that this store claimed (owner.json); and no
     version that stays points into it (or at a directory containing it).
     """
-    if not manifest.data_owned:
-        return None, "not created by nemotron for this store"
     origin = manifest.origin or {}
     bundle_dir = Path(str(origin.get("bundle", "")))
+    if not manifest.data_owned:
+        if not origin.get("bundle"):
+            return None, "not created by nemotron (the user's data)"
+        try:
+            owner = json.loads((bundle_dir / bundle.OWNER).read_text()).get("store")
+        except (OSError, ValueError):
+            owner = "another store"
+        return None, f"the bundle's data belongs to {owner}"
     try:
         index = json.loads((bundle_dir / bundle.INDEX).read_text())
         owner = json.loads((bundle_dir / bundle.OWNER).read_text()).get("store")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nemotron.errors import ArtifactNotFoundError
+from nemotron.errors import ArtifactNotFoundError, NemotronError
 from nemotron.tracking.records import Manifest
 from nemotron.tracking.store import ManifestStore
 
@@ -38,6 +38,31 @@ def _up_node(store: ManifestStore, ref: str, depth: int | None, seen: dict[str, 
         child_depth = None if depth is None else depth - 1
         node["inputs"] = [_up_node(store, used, child_depth, seen) for used in manifest.used_artifacts]
     return node
+
+
+def upstream_closure(store: ManifestStore, reference: str) -> list[Manifest]:
+    """The version `reference` names and every version upstream of it, upstream first."""
+    root = store.resolve(reference)
+    found: dict[str, Manifest] = {}
+    order: list[Manifest] = []
+
+    def visit(manifest: Manifest, path: tuple[str, ...]) -> None:
+        if manifest.ref in found:
+            return
+        found[manifest.ref] = manifest
+        for used in manifest.used_artifacts:
+            try:
+                upstream = store.resolve(used)
+            except NemotronError as exc:
+                chain = " <- ".join((*path, manifest.ref))
+                raise NemotronError(
+                    f"The lineage is incomplete: {used} (used by {chain}) is not in {store.url} ({exc})."
+                ) from exc
+            visit(upstream, (*path, manifest.ref))
+        order.append(manifest)
+
+    visit(root, ())
+    return order
 
 
 def downstream(store: ManifestStore, reference: str, depth: int | None = None) -> dict[str, Any]:

@@ -1,0 +1,135 @@
+"""`nemotron-art export --closure` and `import-bundle`: a lineage moved to another root, digests checked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from clitools import clean_env, manifest, nemotron_art, tree
+from conftest import PIPELINE, build_pipeline, commit, write_files
+
+
+def _art(root, cwd, *args, expect=0):
+    result = nemotron_art("--root", root, *args, cwd=cwd, env=clean_env())
+    assert result.returncode == expect, result.stdout + result.stderr
+    return result
+
+
+def _shape(node):
+    """A nested lineage without paths (they differ between stores by design)."""
+    keep = {k: v for k, v in node.items() if k in ("ref", "type", "sources", "repeated")}
+    return {**keep, "inputs": [_shape(child) for child in node.get("inputs", [])]}
+
+
+def test_export_closure_then_import_into_an_empty_root(pipeline, tmp_path):
+    source_root, bundle, target = pipeline["root"], tmp_path / "bundle", tmp_path / "elsewhere" / "store"
+    source_before = tree(source_root)
+    index = json.loads(_art(source_root, tmp_path, "export", "eval", "--closure", str(bundle), "--json").stdout)
+    assert tree(source_root) == source_before  # export only reads
+    assert index["root"] == "eval:v1" and index["format"] == "nemotron-bundle/1"
+    assert [entry["ref"] for entry in index["artifacts"]][-1] == "eval:v1"  # upstream first
+    assert {entry["ref"] for entry in index["artifacts"]} == {f"{name}:v1" for name in PIPELINE}
+    assert (bundle / "data" / "pretrain-model" / "v1" / "model.safetensors").is_file()
+
+    # the bundle travels (here: a copy elsewhere), then goes into an empty root
+    moved = tmp_path / "carried" / "bundle"
+    shutil.copytree(bundle, moved, symlinks=True)
+    _art(target, tmp_path, "import-bundle", str(moved))
+
+    original = json.loads(_art(source_root, tmp_path, "lineage", "eval", "--json").stdout)
+    imported = json.loads(_art(target, tmp_path, "lineage", "eval", "--json").stdout)
+    assert _shape(imported) == _shape(original)  # same versions, types, sources and edges
+    for name in PIPELINE:
+        record = manifest(target, name, 1)
+        assert record["path"].startswith(str(moved / "data")), record["path"]
+        assert record["metadata"]["path"] == record["path"]
+        assert record["origin"]["ref"] == f"{name}:v1" and record["origin"]["store"] == str(source_root)
+        assert record["data_owned"] is True
+    # the data copies match every recorded digest, for the whole lineage
+    reports = json.loads(_art(target, tmp_path, "verify", "eval", "--upstream", "--json").stdout)
+    assert {report["ref"] for report in reports if report["ok"]} == {f"{name}:v1" for name in PIPELINE}
+    assert manifest(target, "sft-model", 1)["metadata"]["base_model"] == "art://pretrain-model:v1"
+    assert json.loads((moved / "owner.json").read_text())["store"] == str(target)
+
+    # importing the same bundle again changes nothing: every version is recognised
+    before = tree(target)
+    again = json.loads(_art(target, tmp_path, "import-bundle", str(moved), "--json").stdout)
+    assert sorted(again["reused"]) == sorted(f"{name}:v1" for name in PIPELINE)
+    assert tree(target) == before
+
+
+def test_import_into_a_root_that_has_those_names_maps_versions(pipeline, tmp_path):
+    bundle, target = tmp_path / "bundle", tmp_path / "store"
+    _art(pipeline["root"], tmp_path, "export", "pretrain-data", "--closure", str(bundle))
+    # the target already has two versions of raw-text and one of tokenizer, made there
+    from nemotron.artifacts.types import Artifact, TokenizerArtifact
+
+    local = write_files(tmp_path / "local", {"a.txt": "local data"})
+    commit(target, Artifact(path=str(local)), "raw-text", stage="register")
+    commit(target, Artifact(path=str(local)), "raw-text", stage="register")
+    commit(target, TokenizerArtifact(path=str(local), vocab_size=8), "tokenizer", ("raw-text:v1",))
+
+    mapping = json.loads(_art(target, tmp_path, "import-bundle", str(bundle), "--json").stdout)["mapping"]
+    assert mapping == {
+        "raw-text:v1": "raw-text:v3",
+        "tokenizer:v1": "tokenizer:v2",
+        "pretrain-data:v1": "pretrain-data:v1",
+    }
+    assert manifest(target, "tokenizer", 2)["used_artifacts"] == ["raw-text:v3"]
+    blends = manifest(target, "pretrain-data", 1)
+    assert blends["used_artifacts"] == ["raw-text:v3", "tokenizer:v2"]
+    assert blends["metadata"]["tokenizer_uri"] == "art://tokenizer:v2"  # pinned references follow the mapping
+    graph = json.loads(_art(target, tmp_path, "lineage", "pretrain-data", "--json").stdout)
+    assert sorted(node["ref"] for node in graph["inputs"]) == ["raw-text:v3", "tokenizer:v2"]
+    # the versions made in the target are untouched, and `latest` moved to the imported ones
+    assert manifest(target, "raw-text", 1)["path"] == str(local)
+    assert json.loads(_art(target, tmp_path, "show", "tokenizer", "--json").stdout)["version"] == 2
+
+
+def test_a_tampered_bundle_is_refused_and_nothing_changes(pipeline, tmp_path):
+    bundle = tmp_path / "bundle"
+    _art(pipeline["root"], tmp_path, "export", "sft-data", "--closure", str(bundle))
+    shard = bundle / "data" / "sft-data" / "v1" / "splits" / "train" / "shard_000000.parquet"
+    content = bytearray(shard.read_bytes())
+    content[7] ^= 0x01  # one bit, same size
+    shard.write_bytes(bytes(content))
+
+    empty = tmp_path / "empty-root"
+    result = _art(empty, tmp_path, "import-bundle", str(bundle), expect=2)
+    assert "does not match its index, so nothing was imported" in result.stderr
+    assert "data/sft-data/v1/splits/train/shard_000000.parquet was modified" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not empty.exists()
+    assert not (bundle / "owner.json").exists()
+
+    # a store that has content stays byte-for-byte the same
+    busy = tmp_path / "busy"
+    commit(busy, __import__("nemotron").Artifact(path=str(pipeline["data"] / "raw")), "raw-text", stage="register")
+    before = tree(busy)
+    _art(busy, tmp_path, "import-bundle", str(bundle), expect=2)
+    assert tree(busy) == before
+
+    # a manifest edited in the bundle, and a file added to a data copy, are caught too
+    content[7] ^= 0x01
+    shard.write_bytes(bytes(content))
+    record = bundle / "manifests" / "raw-text" / "v1" / "manifest.json"
+    record.write_text(record.read_text().replace('"Artifact"', '"ModelArtifact"', 1))
+    (bundle / "data" / "raw-text" / "v1" / "extra.bin").write_bytes(b"smuggled")
+    result = _art(empty, tmp_path, "import-bundle", str(bundle), expect=2)
+    assert "manifests/raw-text/v1/manifest.json was modified" in result.stderr
+    assert not empty.exists()
+
+
+def test_export_refuses_data_that_changed_since_commit(tmp_path):
+    root = build_pipeline(tmp_path)
+    (tmp_path / "data" / "tok" / "tokenizer.json").write_text('{"vocab": 999}')  # rewritten in place
+    out = tmp_path / "bundle"
+    result = _art(root, tmp_path, "export", "pretrain-data", "--closure", str(out), expect=2)
+    assert "tokenizer:v1: tokenizer.json" in result.stderr and "no longer matches its manifest" in result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".bundle.partial-*"))
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    result = _art(root, tmp_path, "export", "raw-text", "--closure", str(existing), expect=2)
+    assert "already exists and is not empty" in result.stderr
+    assert [p.name for p in existing.iterdir()] == ["keep.txt"]
