@@ -31,7 +31,7 @@ def art(name: str, field: str = "path", *, _root_: Any) -> Any:
     reference = run_inputs[role] if role else name
     tracking = active_tracking()
     if tracking is None:  # e.g. `--cfg job --resolve`, or a rank other than 0: resolve without recording
-        tracking = Tracking(ArtifactSettings.from_config(_root_.get("artifacts")))
+        tracking = Tracking(ArtifactSettings.from_config(_root_.get("artifacts"), _root_.get("wandb")))
     return tracking.load(str(reference), role=role).field(field)
 
 
