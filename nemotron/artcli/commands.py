@@ -81,9 +81,12 @@ def _ls_versions(store: ManifestStore, name: str, as_json: bool) -> int:
 
 
 def show(store: ManifestStore, args: Namespace) -> int:
+    from nemotron.tracking.wandb_mirror import wandb_record
+
     manifest = store.resolve(args.ref)
+    wandb = wandb_record(store, manifest)  # the manifest's W&B fields plus what W&B assigned later
     if args.json:
-        print_json(manifest.model_dump(mode="json"))
+        print_json({**manifest.model_dump(mode="json"), "wandb": wandb})
         return 0
     table = Table.grid(padding=(0, 2))
     table.add_row("uri", manifest.uri)
@@ -95,6 +98,8 @@ def show(store: ManifestStore, args: Namespace) -> int:
     aliases = [a for a, v in store.aliases(manifest.name).items() if v == manifest.version]
     table.add_row("aliases", ", ".join(sorted(aliases)) or "-")
     table.add_row("files", f"{len(manifest.files)} ({sum(f.size for f in manifest.files):,} bytes)")
+    if wandb:
+        table.add_row("wandb", str(wandb.get("qualified_name") or wandb.get("sync") or wandb.get("status")))
     hidden = ("path", "name", "type", "created_at")
     fields = {k: v for k, v in manifest.metadata.items() if k not in hidden and v not in (None, {}, [])}
     for key, value in fields.items():

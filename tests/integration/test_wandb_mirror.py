@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from clitools import clean_env, json_line, make_data, manifest, nemotron, ok, register
+from clitools import clean_env, json_line, make_data, manifest, nemotron, nemotron_art, ok, register
 
 pytest.importorskip("wandb", reason="the W&B mirror tests need wandb: pip install -e '.[dev]'")
 
@@ -75,6 +75,9 @@ def test_offline_run_logs_the_artifact_for_wandb_sync(tmp_path):
     later = json.loads((store / "tiny-model" / "v1" / "wandb.json").read_text())
     assert later["status"] == "offline" and later["run_id"] == planned["run_id"]
     assert later["sync"].startswith("wandb sync ") and later["inputs"] == ["raw-text:v1"]
+
+    shown = json.loads(ok(nemotron_art("show", "tiny-model", "--json", cwd=tmp_path, env=env)).stdout)
+    assert shown["wandb"] == {**planned, **later}  # `show` merges what W&B assigned after the commit
 
     logs = list((tmp_path / "wandb-dir").rglob(f"run-{planned['run_id']}.wandb"))
     assert len(logs) == 1 and Path(later["run_dir"]) == logs[0].parent
