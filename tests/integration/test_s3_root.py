@@ -154,19 +154,32 @@ def test_s3_root_without_credentials_is_a_clear_error(tmp_path, endpoint):
     assert art.returncode != 0 and "no credentials" in art.stderr and "Traceback" not in art.stderr
 
 
-def test_filesystem_without_conditional_create_is_refused_unless_single_writer(tmp_path):
-    """A filesystem that can only overwrite (here fsspec's `file` wrapped as a plain fs) is refused."""
+def test_hf_root_is_refused_for_writing_without_single_writer(tmp_path, monkeypatch):
+    """hf:// has no create-only put through fsspec: writing is refused before any request is made."""
+    pytest.importorskip("huggingface_hub", reason="hf:// roots need the hf extra")
+    from nemotron.errors import StoreError
+    from nemotron.tracking.store import ManifestStore
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the refusal must not need the network
+    store = ManifestStore("hf://datasets/nemotron-test/store")
+    with pytest.raises(StoreError, match=r"\(hf\) cannot create files conditionally.*single_writer=true"):
+        store.commit("x", _record(tmp_path))
+
+
+def test_single_writer_mode_commits_on_a_filesystem_without_conditional_create(tmp_path):
+    """What single_writer=true does where the filesystem reports no create-only put (as hf:// does): an
+    existence check, then a plain put. memory:// stands in for such a filesystem here."""
     from nemotron.errors import StoreError
     from nemotron.tracking.store import ManifestStore
 
     store = ManifestStore(f"memory://refuse-{time.time_ns()}")
-    store.can_create_conditionally = False  # what hf://, http:// and other put-only filesystems report
-    with pytest.raises(StoreError, match="cannot create files conditionally.*single_writer=true"):
+    store.can_create_conditionally = False
+    with pytest.raises(StoreError, match="cannot create files conditionally"):
         store.commit("x", _record(tmp_path))
     single = ManifestStore(store.url, single_writer=True)
     single.can_create_conditionally = False
-    assert single.commit("x", _record(tmp_path)).version == 1
-    assert single.commit("x", _record(tmp_path)).version == 2
+    assert [single.commit("x", _record(tmp_path)).version for _ in range(2)] == [1, 2]
+    assert single.resolve("x").version == 2
 
 
 def _record(tmp_path: Path) -> dict:
