@@ -42,11 +42,14 @@ class _DataArtifact(Artifact):
 class PretrainBlendsArtifact(_DataArtifact):
     """Megatron `.bin/.idx` shards plus a per-split `blend.json` (`per_split_data_args_path`)."""
 
-    blend_path: str = "blend.json"
+    blend_path: str = Field("blend.json", description="The per-split blend, relative to `path`.")
     num_shards: int = Field(0, ge=0)
     train_tokens: int = Field(0, ge=0)
     valid_tokens: int = Field(0, ge=0)
     test_tokens: int = Field(0, ge=0)
+    train_sequences: int = Field(0, ge=0)
+    valid_sequences: int = Field(0, ge=0)
+    test_sequences: int = Field(0, ge=0)
 
 
 class SFTDataArtifact(_DataArtifact):

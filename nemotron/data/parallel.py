@@ -1,0 +1,72 @@
+"""Run a function over a stream of work items in worker processes, in order, with bounded memory.
+
+`Pool.imap` reads its whole input ahead of the workers (a task thread consumes the iterator as fast as it
+can), so streaming a corpus through it holds the corpus in memory. `ordered_map` keeps at most `window`
+items in flight instead, and yields results in input order. Items that are not work (`Passthrough`) flow
+through in their place without going to a worker: a resumed run passes finished shards this way.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Passthrough:
+    """An item that is yielded as is, in order, instead of being sent to a worker."""
+
+    value: Any
+
+
+def default_workers() -> int:
+    """The CPUs this process may use (the affinity mask, e.g. a Slurm allocation), else os.cpu_count()."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def worker_pool(workers: int, initializer: Callable[..., None] | None = None, initargs: tuple = ()):
+    """A `spawn` pool of `workers` processes, or None for `workers <= 1` (run in this process).
+
+    `spawn`, not `fork`: the parent may hold threads (the progress bar, tokenizers' thread pool) that a
+    forked child would inherit in a locked state.
+    """
+    if workers <= 1:
+        if initializer:
+            initializer(*initargs)
+        yield None
+        return
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=initializer, initargs=initargs)
+    try:
+        yield pool
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def ordered_map(pool, fn: Callable[[Any], Any], items: Iterable[Any], window: int) -> Iterator[Any]:
+    """`fn(item)` for every item, in order; at most `window` items are read ahead of the results."""
+    if pool is None:
+        for item in items:
+            yield item.value if isinstance(item, Passthrough) else fn(item)
+        return
+    pending: deque = deque()
+    for item in items:
+        pending.append(item if isinstance(item, Passthrough) else pool.apply_async(fn, (item,)))
+        while len(pending) >= window:
+            yield _result(pending.popleft())
+    while pending:
+        yield _result(pending.popleft())
+
+
+def _result(entry: Any) -> Any:
+    return entry.value if isinstance(entry, Passthrough) else entry.get()

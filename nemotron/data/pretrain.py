@@ -1,0 +1,452 @@
+"""Pretraining data: stream a blend through a tokenizer into Megatron `.bin/.idx` shards and a `blend.json`.
+
+    main process   reads each source in turn (`read_source`), sends each document to train/valid/test by a
+                   stable hash of (split_seed, source, row index), and cuts the documents of each
+                   (source, split) into shards of `shard_rows` documents, sent to workers in chunks
+    workers        tokenize a chunk (`TokenEncoder`), append EOD to each non-empty document, and return
+                   the token bytes and sequence lengths
+    main process   appends each chunk to its shard's `IndexedDatasetWriter` (in order, so the shard bytes do
+                   not depend on the number of workers); a complete shard is finalized and gets a receipt
+
+Output, in `data_dir`:
+
+    plan.json                                    what this run makes (the plan hash covers the blend, scale,
+                                                 shard settings and the tokenizer's digest)
+    shards/{source}/{split}/shard_000000.bin/.idx
+    receipts/{source}/{split}/shard_000000.json  written last: a shard without a receipt is unfinished
+    blend.json                                   Megatron's per_split_data_args_path
+
+**Resume.** A run given the data directory of an interrupted run with the same plan (`previous`) does not
+tokenize again a shard whose receipt is there, whose files match the receipt's sizes and digests, and whose
+input documents hash to the receipt's input digest; it links (or copies) those files into its own directory.
+The sources are still read in full, which is cheap next to tokenizing, and keeps the rows, split assignment
+and source digests exact.
+
+**Blend weights.** In each split, a source's shards share the source's `weight` in proportion to their token
+counts, so the source gets `weight / sum(weights)` of that split whatever its size or number of shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nemotron.artifacts.types import InputDatasetInfo
+from nemotron.data.indexed import IndexedDatasetWriter, bin_path, idx_path
+from nemotron.data.parallel import Passthrough, ordered_map, worker_pool
+from nemotron.data.progress import RateProgress
+from nemotron.data.sources import SPLITS, BlendConfig, ScaleConfig, SplitFractions, read_source
+from nemotron.data.tokenizer import TokenEncoder
+from nemotron.errors import NemotronError
+
+log = logging.getLogger(__name__)
+
+PLAN_FILE = "plan.json"
+BLEND_FILE = "blend.json"
+
+
+class ShardSettings(BaseModel):
+    """Everything besides the blend and the tokenizer that decides the bytes of the shards."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shard_rows: int = Field(100_000, ge=1, description="Documents per shard (per source and split).")
+    append_eod: bool = Field(True, description="Append the EOD token to every non-empty document.")
+    add_special_tokens: bool = Field(False, description="Let the tokenizer add BOS/EOS and the like.")
+    split_seed: int = Field(1234, description="Seed of the document -> split assignment.")
+
+
+class DataPlan(BaseModel):
+    """`plan.json`: what a run makes. A run can only resume from one with the same `plan_hash`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plan_hash: str
+    parts: dict[str, Any] = Field(description="What the hash covers: blend, scale, settings, tokenizer...")
+
+    @classmethod
+    def make(cls, **parts: Any) -> DataPlan:
+        text = json.dumps(parts, sort_keys=True, default=str)
+        return cls(plan_hash=hashlib.sha256(text.encode()).hexdigest()[:16], parts=json.loads(text))
+
+    def differences(self, other: DataPlan) -> list[str]:
+        return sorted(k for k in {*self.parts, *other.parts} if self.parts.get(k) != other.parts.get(k))
+
+
+class ShardReceipt(BaseModel):
+    """`receipts/.../shard_NNNNNN.json`: a finished shard, with what is needed to trust it again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plan_hash: str
+    source: str
+    split: str
+    index: int
+    prefix: str = Field(description="Path prefix of .bin/.idx, relative to the data directory.")
+    documents: int
+    sequences: int
+    tokens: int
+    input_digest: str = Field(description="xxh3-128 of the shard's input documents, in order.")
+    bin_bytes: int
+    idx_bytes: int
+    bin_digest: str
+    idx_digest: str
+
+
+@dataclass(frozen=True)
+class ShardKey:
+    source: str
+    split: str
+    index: int
+
+    @property
+    def prefix(self) -> str:
+        return f"shards/{self.source}/{self.split}/shard_{self.index:06d}"
+
+    @property
+    def receipt(self) -> str:
+        return f"receipts/{self.source}/{self.split}/shard_{self.index:06d}.json"
+
+
+@dataclass
+class BuildResult:
+    """What `build_shards` made."""
+
+    receipts: list[ShardReceipt]
+    sources: list[InputDatasetInfo]
+    elapsed_sec: float
+    reused_shards: int
+
+    def split_totals(self, split: str) -> tuple[int, int, int]:
+        """(documents, sequences, tokens) of one split."""
+        chosen = [r for r in self.receipts if r.split == split]
+        return sum(r.documents for r in chosen), sum(r.sequences for r in chosen), sum(r.tokens for r in chosen)
+
+
+# -- the work items that flow through the pool ------------------------------------------------------------
+
+
+@dataclass
+class _Chunk:
+    key: ShardKey
+    texts: list
+    last: bool
+    documents: int = 0  # documents in the whole shard, known when last
+    input_digest: str = ""  # of the whole shard, known when last
+
+
+@dataclass
+class _Encoded:
+    key: ShardKey
+    last: bool
+    documents: int
+    tokens: bytes
+    sequence_lengths: list[int]
+    sequences_per_document: list[int]
+    num_tokens: int
+    shard_documents: int
+    input_digest: str
+
+
+@dataclass
+class _Reused:
+    key: ShardKey
+    receipt: ShardReceipt
+
+
+@dataclass
+class _OpenShard:
+    key: ShardKey
+    texts: list = field(default_factory=list)
+    documents: int = 0
+    digest: Any = None
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(encoder: TokenEncoder, eod: int | None, dtype: str) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one thread per worker process
+    _WORKER.update(encoder=encoder, eod=eod, dtype=dtype)
+
+
+def _encode(chunk: _Chunk) -> _Encoded:
+    """Tokenize one chunk the way `preprocess_data.py` does: a list text is sentences, empty ones dropped."""
+    import numpy as np
+
+    encoder, eod = _WORKER["encoder"], _WORKER["eod"]
+    flat, counts = [], []
+    for text in chunk.texts:
+        sentences = [text] if isinstance(text, str) else text
+        flat.extend(sentences)
+        counts.append(len(sentences))
+    ids = encoder.encode(flat) if flat else []
+    tokens: list[int] = []
+    lengths: list[int] = []
+    per_document: list[int] = []
+    position = 0
+    for count in counts:
+        document = [len(s) for s in ids[position : position + count] if s]
+        for sentence in ids[position : position + count]:
+            tokens.extend(sentence)
+        position += count
+        if document and eod is not None:
+            tokens.append(eod)
+            document[-1] += 1
+        lengths.extend(document)
+        per_document.append(len(document))
+    data = np.array(tokens, dtype=_WORKER["dtype"]).tobytes()
+    return _Encoded(
+        chunk.key, chunk.last, len(chunk.texts), data, lengths, per_document, len(tokens), chunk.documents,
+        chunk.input_digest,
+    )  # fmt: skip
+
+
+# -- resume -----------------------------------------------------------------------------------------------
+
+
+class PreviousRun:
+    """The finished shards of an earlier run with the same plan, verified against their receipts."""
+
+    def __init__(self, data_dir: Path, plan: DataPlan) -> None:
+        self.data_dir = data_dir
+        self.plan = plan
+        self._checked: dict[ShardKey, ShardReceipt | None] = {}
+
+    @classmethod
+    def open(cls, directory: str | Path) -> PreviousRun:
+        """The data directory of an earlier run, given it or the job output directory that holds it."""
+        root = Path(directory).expanduser().absolute()
+        data_dir = next((d for d in (root / "data", root) if (d / PLAN_FILE).is_file()), None)
+        if data_dir is None:
+            raise NemotronError(
+                f"stage.resume_from={str(directory)!r} holds no {PLAN_FILE} (looked in {root} and {root / 'data'}): "
+                "give the output directory of the interrupted pretrain_data run."
+            )
+        return cls(data_dir, DataPlan.model_validate_json((data_dir / PLAN_FILE).read_text()))
+
+    def finished(self, key: ShardKey) -> ShardReceipt | None:
+        if key not in self._checked:
+            self._checked[key] = self._verify(key)
+        return self._checked[key]
+
+    def _verify(self, key: ShardKey) -> ShardReceipt | None:
+        path = self.data_dir / key.receipt
+        try:
+            receipt = ShardReceipt.model_validate_json(path.read_text())
+        except (OSError, ValueError):
+            return None
+        files = [(bin_path(self.data_dir / receipt.prefix), receipt.bin_bytes, receipt.bin_digest)]
+        files.append((idx_path(self.data_dir / receipt.prefix), receipt.idx_bytes, receipt.idx_digest))
+        if receipt.plan_hash != self.plan.plan_hash:
+            return None
+        for file, size, digest in files:
+            if not file.is_file() or file.stat().st_size != size or file_digest(file) != digest:
+                log.warning("Redoing %s: %s does not match its receipt", key.prefix, file)
+                return None
+        return receipt
+
+    def adopt(self, receipt: ShardReceipt, data_dir: Path) -> None:
+        """Link (or copy) a finished shard and its receipt into this run's directory."""
+        for suffix in (".bin", ".idx"):
+            _link_or_copy(self.data_dir / f"{receipt.prefix}{suffix}", data_dir / f"{receipt.prefix}{suffix}")
+        key = ShardKey(receipt.source, receipt.split, receipt.index)
+        _write_atomic(data_dir / key.receipt, receipt.model_dump_json(indent=2))
+
+
+# -- the build --------------------------------------------------------------------------------------------
+
+
+def build_shards(
+    blend: BlendConfig,
+    scale: ScaleConfig,
+    settings: ShardSettings,
+    encoder: TokenEncoder,
+    eod: int | None,
+    dtype: str,
+    plan: DataPlan,
+    data_dir: Path,
+    workers: int,
+    chunk_rows: int = 1000,
+    previous: PreviousRun | None = None,
+) -> BuildResult:
+    """Tokenize every source of `blend` into shards under `data_dir`; see the module docstring."""
+    sources: list[InputDatasetInfo] = []
+    items = _work_items(blend, scale, settings, chunk_rows, previous, sources)
+    receipts: list[ShardReceipt] = []
+    writers: dict[ShardKey, IndexedDatasetWriter] = {}
+    reused = 0
+    with worker_pool(workers, _init_worker, (encoder, eod, dtype)) as pool, RateProgress("tokenizing") as progress:
+        for result in ordered_map(pool, _encode, items, window=2 * max(workers, 1) + 2):
+            if isinstance(result, _Reused):
+                previous.adopt(result.receipt, data_dir)
+                receipts.append(result.receipt)
+                reused += 1
+                progress.advance(rows=result.receipt.documents, tokens=result.receipt.tokens)
+                continue
+            writer = writers.get(result.key)
+            if writer is None:
+                writer = writers[result.key] = IndexedDatasetWriter(data_dir / result.key.prefix, dtype)
+            writer.add_documents(result.tokens, result.sequence_lengths, result.sequences_per_document)
+            progress.advance(rows=result.documents, tokens=result.num_tokens)
+            if result.last:
+                summary = writers.pop(result.key).finalize()
+                receipt = _receipt(result, summary, plan, data_dir)
+                _write_atomic(data_dir / result.key.receipt, receipt.model_dump_json(indent=2))
+                receipts.append(receipt)
+    return BuildResult(receipts=receipts, sources=sources, elapsed_sec=progress.elapsed, reused_shards=reused)
+
+
+def _work_items(
+    blend: BlendConfig,
+    scale: ScaleConfig,
+    settings: ShardSettings,
+    chunk_rows: int,
+    previous: PreviousRun | None,
+    sources: list[InputDatasetInfo],
+) -> Iterator[_Chunk | Passthrough]:
+    """Chunks of documents to tokenize, and finished shards of `previous` in their place."""
+    import xxhash
+
+    for source in blend.sources:
+        stream = read_source(source, scale)
+        shards = {split: _OpenShard(ShardKey(source.name, split, 0), digest=xxhash.xxh3_128()) for split in SPLITS}
+        for row, text in enumerate(stream.texts()):
+            shard = shards[assign_split(settings.split_seed, source.name, row, blend.splits)]
+            shard.texts.append(text)
+            shard.documents += 1
+            shard.digest.update(_document_bytes(text))
+            full = shard.documents == settings.shard_rows
+            if full or len(shard.texts) >= chunk_rows:
+                yield from _flush(shard, full, previous)
+        for shard in shards.values():
+            if shard.documents:
+                yield from _flush(shard, True, previous)
+        sources.append(stream.info())
+
+
+def _flush(shard: _OpenShard, last: bool, previous: PreviousRun | None) -> Iterator[_Chunk | Passthrough]:
+    import xxhash
+
+    done = previous.finished(shard.key) if previous else None
+    if done is None:
+        chunk = _Chunk(shard.key, shard.texts, last)
+        if last:
+            chunk.documents, chunk.input_digest = shard.documents, f"xxh3_128:{shard.digest.hexdigest()}"
+        yield chunk
+    elif last:
+        if done.input_digest != f"xxh3_128:{shard.digest.hexdigest()}" or done.documents != shard.documents:
+            raise NemotronError(
+                f"Cannot resume: the input documents of {shard.key.prefix} differ from those of the interrupted "
+                f"run in {previous.data_dir} (the source changed since). Run again without stage.resume_from."
+            )
+        yield Passthrough(_Reused(shard.key, done))
+    shard.texts = []
+    if last:
+        shard.key = ShardKey(shard.key.source, shard.key.split, shard.key.index + 1)
+        shard.documents = 0
+        shard.digest = xxhash.xxh3_128()
+
+
+def _document_bytes(text: str | list[str]) -> bytes:
+    return (text if isinstance(text, str) else "\x1e".join(text)).encode("utf-8", "surrogatepass") + b"\x00"
+
+
+def assign_split(seed: int, source: str, row: int, fractions: SplitFractions) -> str:
+    """train, valid or test for one document: a stable hash, independent of everything but its arguments."""
+    digest = hashlib.blake2b(f"{seed}:{source}:{row}".encode(), digest_size=8).digest()
+    u = int.from_bytes(digest, "little") / 2**64
+    if u < fractions.train:
+        return "train"
+    return "valid" if u < fractions.train + fractions.valid else "test"
+
+
+def _receipt(result: _Encoded, summary: Any, plan: DataPlan, data_dir: Path) -> ShardReceipt:
+    prefix = data_dir / result.key.prefix
+    if summary.documents != result.shard_documents:
+        raise RuntimeError(f"{prefix}: wrote {summary.documents} documents, expected {result.shard_documents}")
+    return ShardReceipt(
+        plan_hash=plan.plan_hash,
+        source=result.key.source,
+        split=result.key.split,
+        index=result.key.index,
+        prefix=result.key.prefix,
+        documents=summary.documents,
+        sequences=summary.sequences,
+        tokens=summary.tokens,
+        input_digest=result.input_digest,
+        bin_bytes=bin_path(prefix).stat().st_size,
+        idx_bytes=idx_path(prefix).stat().st_size,
+        bin_digest=file_digest(bin_path(prefix)),
+        idx_digest=file_digest(idx_path(prefix)),
+    )
+
+
+# -- blend.json -------------------------------------------------------------------------------------------
+
+
+def blend_per_split(blend: BlendConfig, receipts: list[ShardReceipt], data_dir: Path) -> dict[str, list[str] | None]:
+    """Megatron's `per_split_data_args_path` content: `{"train": ["w", "/abs/prefix", ...], ...}`.
+
+    All three keys are present; a split without data is `null` (never `[]`); weights are strings; prefixes
+    are absolute, without suffix, and exist. Shards without any sequence are left out.
+    """
+    weights = {s.name: s.weight for s in blend.sources}
+    result: dict[str, list[str] | None] = {}
+    for split in SPLITS:
+        shards = [r for r in receipts if r.split == split and r.sequences > 0]
+        per_source: dict[str, int] = {}
+        for r in shards:
+            per_source[r.source] = per_source.get(r.source, 0) + r.tokens
+        entries: list[str] = []
+        for r in sorted(shards, key=lambda r: (r.source, r.index)):
+            prefix = data_dir / r.prefix
+            if not (bin_path(prefix).is_file() and idx_path(prefix).is_file()):
+                raise RuntimeError(f"blend.json would name a shard that does not exist: {prefix}")
+            entries += [format(weights[r.source] * r.tokens / per_source[r.source], ".12g"), str(prefix)]
+        result[split] = entries or None
+    return result
+
+
+def write_blend(blend: BlendConfig, receipts: list[ShardReceipt], data_dir: Path) -> dict[str, list[str] | None]:
+    content = blend_per_split(blend, receipts, data_dir)
+    _write_atomic(data_dir / BLEND_FILE, json.dumps(content, indent=2) + "\n")
+    return content
+
+
+# -- files ------------------------------------------------------------------------------------------------
+
+
+def file_digest(path: Path) -> str:
+    import xxhash
+
+    digest = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            digest.update(chunk)
+    return f"xxh3_128:{digest.hexdigest()}"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link: shard files are never rewritten in place, so two runs may share them safely."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

@@ -1,0 +1,450 @@
+"""Data sources: where rows come from, how many are used, and the record of what was read.
+
+A **blend** (`conf/data/*.yaml`) is a list of sources with weights plus output split fractions:
+
+    sources:
+      - {name: arithmetic, kind: synthetic, task: pretrain, num_rows: 10000, seed: 1234}
+      - {name: web, kind: files, uri: "s3://bucket/web/*.jsonl.zst", text_field: text, weight: 0.3}
+      - {name: wiki, kind: hf, uri: "hf://datasets/org/wiki", split: train, text_field: text}
+
+`read_source(source, scale)` streams the rows of one source as dicts, whatever the storage: the synthetic
+generator, local or remote files (any fsspec URL, a glob or a directory) of JSONL, Parquet or plain text
+(one document per line), gzip/zstd/bz2/xz compressed, or a Hugging Face dataset. The scale limits apply
+while streaming (every row of the first `fraction`, evenly spread, at most `max_rows_per_source`), and when
+the stream ends, `stream.info()` is the `InputDatasetInfo` that goes into the output artifact.
+
+Bad input stops the run with a `NemotronError` paragraph: an empty source, a missing text field, or more
+malformed JSON lines than `max_bad_fraction` (the first few are reported as file:line).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from nemotron.artifacts.types import InputDatasetInfo
+from nemotron.errors import NemotronError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+_COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".xz": "xz"}
+_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+_FORMATS |= {".txt": "text", ".text": "text"}
+_BAD_LINES_SHOWN = 5
+
+
+class SourceConfig(BaseModel):
+    """One source of a blend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", description="Used in shard paths.")
+    kind: Literal["synthetic", "files", "hf"] = "files"
+    uri: str | None = Field(None, description="files: path, glob, directory or fsspec URL; hf: dataset id.")
+    weight: float = Field(1.0, description="Share of this source in each split, normalized over the blend.")
+    split: str | None = Field(None, description="hf: the dataset split to read; synthetic: train | heldout.")
+    subset: str | None = Field(None, description="hf: the dataset config (subset) name.")
+    text_field: str = "text"
+    format: Literal["auto", "jsonl", "parquet", "text"] = "auto"
+    task: Literal["pretrain", "sft", "rl"] = Field("pretrain", description="synthetic: which row shape.")
+    seed: int = 1234
+    num_rows: int | None = Field(None, ge=1, description="synthetic: rows to generate; others: at most this.")
+    max_bad_fraction: float = Field(0.001, ge=0, le=1, description="Malformed lines tolerated (then fail).")
+
+    @field_validator("weight")
+    @classmethod
+    def _positive_weight(cls, weight: float) -> float:
+        if not (math.isfinite(weight) and weight > 0):
+            raise ValueError(
+                f"a source weight must be a positive number, got {weight}; to leave a source out, remove it "
+                "from the blend instead of giving it weight 0"
+            )
+        return weight
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> SourceConfig:
+        if self.kind in ("files", "hf") and not self.uri:
+            raise ValueError(f"source {self.name!r} of kind {self.kind!r} needs a `uri`")
+        if self.kind == "synthetic" and self.num_rows is None:
+            raise ValueError(f"synthetic source {self.name!r} needs `num_rows` (how many rows to generate)")
+        if self.kind == "synthetic" and self.split not in (None, "train", "heldout"):
+            raise ValueError(f"synthetic source {self.name!r}: split must be train or heldout, got {self.split!r}")
+        return self
+
+
+class SplitFractions(BaseModel):
+    """How documents are assigned to the output splits (by a stable hash of source and row index)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train: float = Field(0.98, ge=0)
+    valid: float = Field(0.01, ge=0)
+    test: float = Field(0.01, ge=0)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitFractions:
+        total = self.train + self.valid + self.test
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(f"split fractions must add up to 1, got {total:g}")
+        return self
+
+
+class BlendConfig(BaseModel):
+    """A list of sources with weights, and the output split fractions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[SourceConfig] = Field(min_length=1)
+    splits: SplitFractions = Field(default_factory=SplitFractions)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> BlendConfig:
+        names = [s.name for s in self.sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"source names must be unique within a blend; repeated: {', '.join(duplicates)}")
+        return self
+
+
+class ScaleConfig(BaseModel):
+    """`conf/scale/*.yaml`: how much of each source a run uses, and the artifact-name suffix that says so."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "full"
+    fraction: float = Field(1.0, gt=0, le=1)
+    max_rows_per_source: int | None = Field(None, ge=1)
+    suffix: str = ""
+
+    def artifact_name(self, base: str) -> str:
+        """`base` plus the scale suffix, so a tiny run can never be mistaken for a full one."""
+        return base if not self.suffix or base.endswith(self.suffix) else f"{base}{self.suffix}"
+
+    def row_cap(self, source: SourceConfig) -> int | None:
+        caps = [c for c in (self.max_rows_per_source, None if source.kind == "synthetic" else source.num_rows) if c]
+        return min(caps) if caps else None
+
+
+def read_source(source: SourceConfig, scale: ScaleConfig | None = None) -> SourceStream:
+    """A one-shot stream of the rows (dicts) of `source`, with the scale limits applied."""
+    return SourceStream(source, scale or ScaleConfig())
+
+
+class SourceStream:
+    """Iterate for rows; `texts()` for the text field; after the stream ends, `info()` for the record.
+
+    `location` names the row last yielded (`file:line`, `file#row`, `synthetic#i`) for error messages.
+    """
+
+    def __init__(self, source: SourceConfig, scale: ScaleConfig) -> None:
+        self.source = source
+        self.scale = scale
+        self.location = ""
+        self.rows = 0
+        self._bytes = 0
+        self._files = 0
+        self._digest = None
+        self._bad: list[str] = []
+        self._lines = 0  # lines parsed (good or bad), for the bad fraction
+
+    # -- rows -----------------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        import xxhash
+
+        self._digest = xxhash.xxh3_128()
+        cap, fraction = self.scale.row_cap(self.source), self.scale.fraction
+        index = 0
+        try:
+            for location, row in self._raw_rows():
+                keep = math.floor((index + 1) * fraction) > math.floor(index * fraction)  # evenly spread
+                index += 1
+                if not keep:
+                    continue
+                if cap is not None and self.rows >= cap:
+                    break
+                self.location = location
+                self.rows += 1
+                yield row
+        finally:
+            self._check_bad_lines()
+        if self.rows == 0:
+            raise NemotronError(
+                f"Source {self.source.name!r} ({self._uri()}) produced no rows"
+                + (f" after the scale limits (scale={self.scale.name})" if index else "")
+                + ". Check the path, glob, split or subset, and that the files are not empty."
+            )
+
+    def texts(self) -> Iterator[str | list[str]]:
+        """The `text_field` of every row: a string, or a list of strings (pre-split sentences)."""
+        field = self.source.text_field
+        for row in self:
+            value = row.get(field) if isinstance(row, dict) else None
+            if value is None:
+                keys = ", ".join(sorted(row)) if isinstance(row, dict) else type(row).__name__
+                raise NemotronError(
+                    f"Source {self.source.name!r}: the row at {self.location} has no text field {field!r} "
+                    f"(its fields: {keys or 'none'}). Set text_field to the column that holds the text."
+                )
+            if not isinstance(value, str) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise NemotronError(
+                    f"Source {self.source.name!r}: the field {field!r} at {self.location} is a "
+                    f"{type(value).__name__}, not a string or a list of strings."
+                )
+            yield value
+
+    def info(self) -> InputDatasetInfo:
+        """What was read: uri, rows, bytes (as stored), files and an xxh3-128 digest of the rows read."""
+        return InputDatasetInfo(
+            uri=self._uri(),
+            name=self.source.name,
+            weight=self.source.weight,
+            split=self.source.split,
+            subset=self.source.subset,
+            text_field=self.source.text_field,
+            num_rows=self.rows,
+            size_bytes=self._bytes,
+            num_files=self._files,
+            digest=f"xxh3_128:{self._digest.hexdigest()}" if self._digest else None,
+        )
+
+    # -- readers --------------------------------------------------------------------------------------
+
+    def _raw_rows(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self.source.kind == "synthetic":
+            yield from self._synthetic_rows()
+        elif self.source.kind == "hf":
+            for path in hf_dataset_files(self.source):
+                yield from self._file_rows(path)
+        else:
+            for path in expand_files(self.source.uri):
+                yield from self._file_rows(path)
+
+    def _synthetic_rows(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        from nemotron.data.synthetic import generate
+
+        split = self.source.split or "train"
+        for i, row in enumerate(generate(self.source.task, self.source.num_rows, self.source.seed, split)):
+            self._add_bytes(_canonical(row))
+            yield f"synthetic:{self.source.name}#{i}", row
+
+    def _file_rows(self, url: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        import fsspec
+
+        fmt, compression = detect_format(url, self.source.format)
+        fs, path = fsspec.core.url_to_fs(url)
+        self._files += 1
+        self._bytes += fs.size(path) or 0
+        with fsspec.open(url, "rb", compression=compression) as f:
+            if fmt == "parquet":
+                yield from self._parquet_rows(f, url)
+            else:
+                yield from self._line_rows(f, url, fmt)
+
+    def _line_rows(self, f, url: str, fmt: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        text_field = self.source.text_field
+        for number, line in enumerate(_lines(f), start=1):
+            self._digest.update(line)
+            if not line.strip():
+                continue
+            if fmt == "text":
+                yield f"{url}:{number}", {text_field: line.decode("utf-8").rstrip("\r\n")}
+                continue
+            self._lines += 1
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError(f"a JSON line must hold an object, not a {type(row).__name__}")
+            except ValueError as exc:
+                self._bad_line(f"{url}:{number}", exc)
+                continue
+            yield f"{url}:{number}", row
+
+    def _parquet_rows(self, f, url: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        import pyarrow.parquet as pq
+
+        number = 0
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                self._digest.update(_canonical(row))
+                yield f"{url}#{number}", row
+                number += 1
+
+    def _add_bytes(self, data: bytes) -> None:
+        self._bytes += len(data)
+        self._digest.update(data)
+
+    # -- errors ---------------------------------------------------------------------------------------
+
+    def _bad_line(self, location: str, exc: Exception) -> None:
+        self._bad.append(f"{location}: {exc}")
+        if len(self._bad) <= _BAD_LINES_SHOWN:
+            log.warning("Source %r: skipping a malformed line at %s", self.source.name, self._bad[-1])
+
+    def _check_bad_lines(self) -> None:
+        if not self._bad:
+            return
+        fraction = len(self._bad) / max(self._lines, 1)
+        if fraction > self.source.max_bad_fraction:
+            shown = "; ".join(self._bad[:_BAD_LINES_SHOWN])
+            raise NemotronError(
+                f"Source {self.source.name!r}: {len(self._bad)} of {self._lines} lines are not valid JSON objects "
+                f"({fraction:.2%}, more than max_bad_fraction={self.source.max_bad_fraction:g}). First ones: "
+                f"{shown}. Fix the input, or raise max_bad_fraction for this source to skip them."
+            )
+        log.warning("Source %r: skipped %d malformed lines (%.3f%%)", self.source.name, len(self._bad), 100 * fraction)
+
+    def _uri(self) -> str:
+        source = self.source
+        if source.kind == "synthetic":
+            return f"synthetic://arithmetic/{source.task}?seed={source.seed}&split={source.split or 'train'}"
+        if source.kind == "hf":
+            return f"hf://datasets/{hf_dataset_id(source.uri)}"
+        return source.uri if "://" in source.uri else os.path.abspath(source.uri)
+
+
+def _lines(f, size: int = 1 << 20) -> Iterator[bytes]:
+    """Lines of a binary stream, newline kept (zstandard's reader cannot be iterated by line)."""
+    rest = b""
+    while chunk := f.read(size):
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            yield line + b"\n"
+    if rest:
+        yield rest
+
+
+def _canonical(row: Any) -> bytes:
+    return json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode() + b"\n"
+
+
+# -- files ------------------------------------------------------------------------------------------------
+
+
+def detect_format(url: str, declared: str = "auto") -> tuple[str, str | None]:
+    """(format, compression) of a file from its name: `x.jsonl.zst` -> ("jsonl", "zstd")."""
+    name = url.rsplit("/", 1)[-1].lower()
+    stem, ext = os.path.splitext(name)
+    compression = _COMPRESSIONS.get(ext)
+    if compression:
+        name, ext = stem, os.path.splitext(stem)[1]
+    fmt = declared if declared != "auto" else _FORMATS.get(ext)
+    if fmt is None:
+        known = ", ".join(sorted({*_FORMATS, *(f"{e} + {c}" for e in (".jsonl",) for c in _COMPRESSIONS)}))
+        raise NemotronError(
+            f"Cannot tell the format of {url!r} from its name (known: {known}). Set format: jsonl, parquet or "
+            "text on the source."
+        )
+    if fmt == "parquet" and compression:
+        raise NemotronError(f"{url!r}: Parquet files compress internally; remove the {ext} wrapper.")
+    return fmt, compression
+
+
+def expand_files(uri: str) -> list[str]:
+    """The files a `files` source names: one file, a glob, or every data file under a directory (sorted)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+
+    def url(p: str) -> str:
+        return p if protocol in ("file", "local") else fs.unstrip_protocol(p)
+
+    if any(ch in path for ch in "*?["):
+        found = sorted(p for p in fs.glob(path) if fs.isfile(p))
+    elif fs.isdir(path):
+        found = sorted(p for p in fs.find(path) if _is_data_file(p))
+    elif fs.exists(path):
+        found = [path]
+    else:
+        raise NemotronError(f"The source path {uri!r} does not exist.")
+    if not found:
+        raise NemotronError(f"No data files match {uri!r} (JSONL, Parquet or text, optionally compressed).")
+    return [url(p) for p in found]
+
+
+def _is_data_file(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    if name.startswith("."):
+        return False
+    try:
+        detect_format(path)
+    except NemotronError:
+        return False
+    return True
+
+
+# -- Hugging Face -----------------------------------------------------------------------------------------
+
+_HF_PREFIX = re.compile(r"^(hf://)?(datasets/)?")
+
+
+def hf_dataset_id(uri: str) -> str:
+    """`hf://datasets/org/name` or `org/name` -> `org/name`."""
+    return _HF_PREFIX.sub("", uri.strip()).strip("/")
+
+
+def hf_dataset_files(source: SourceConfig) -> list[str]:
+    """Local paths of the data files of a Hugging Face dataset (subset, split), downloaded into the HF cache.
+
+    Offline (HF_HUB_OFFLINE=1) only the cache is used; a dataset that is not there fails at once with a
+    message naming it, and so does an unreachable Hub (short timeouts, no retries that could hang).
+    """
+    try:
+        from huggingface_hub import constants, snapshot_download
+    except ImportError as exc:
+        raise NemotronError("Reading Hugging Face datasets needs huggingface_hub: pip install 'nemotron[hf]'.") from exc
+    repo_id = hf_dataset_id(source.uri)
+    patterns = [f"*{ext}" for ext in _FORMATS] + [
+        f"*{ext}{c}" for ext in (".jsonl", ".json", ".txt") for c in _COMPRESSIONS
+    ]
+    if source.subset:
+        patterns = [f"{source.subset}/{p}" for p in patterns] + [f"*/{source.subset}/{p}" for p in patterns]
+    try:
+        local = snapshot_download(repo_id, repo_type="dataset", allow_patterns=patterns, etag_timeout=10)
+    except Exception as exc:  # offline, not found, gated, unreachable: all become one clear paragraph
+        if constants.HF_HUB_OFFLINE:
+            where = (
+                f"HF_HUB_OFFLINE=1 is set, so only the local cache ({constants.HF_HUB_CACHE}) is used, and the "
+                "dataset is not there. Download it once with network access (or copy the cache), or unset "
+                "HF_HUB_OFFLINE"
+            )
+        else:
+            where = (
+                f"the Hub could not provide it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Check the "
+                f"dataset id and your access; without network, set HF_HUB_OFFLINE=1 to use the cache "
+                f"({constants.HF_HUB_CACHE})"
+            )
+        raise NemotronError(
+            f"Cannot read the Hugging Face dataset {repo_id!r} (source {source.name!r}): {where}; or point a "
+            "`kind: files` source at a local copy."
+        ) from exc
+    files = [p for p in expand_files(local) if not p.rsplit("/", 1)[-1].startswith(".")]
+    if source.split:
+        chosen = [p for p in files if _split_of(os.path.relpath(p, local)) == source.split]
+        if not chosen:
+            available = sorted({_split_of(os.path.relpath(p, local)) or "?" for p in files})
+            raise NemotronError(
+                f"The Hugging Face dataset {repo_id!r} has no data files for split {source.split!r} "
+                f"(splits found: {', '.join(available)})."
+            )
+        files = chosen
+    return files
+
+
+def _split_of(relative_path: str) -> str | None:
+    """The split a dataset file belongs to by the usual Hub layouts: `train-0000.parquet`, `data/test/x`."""
+    for part in reversed(re.split(r"[/\\]", relative_path)):
+        word = re.split(r"[-_.]", part, maxsplit=1)[0].lower()
+        if word in ("train", "validation", "valid", "test", "dev"):
+            return word
+    return None
