@@ -135,6 +135,9 @@ class Artifact(BaseModel):
         return cls.from_uri(text, root=root)
 
 
+ARTIFACT_TYPES[Artifact.__name__] = Artifact
+
+
 class GenericArtifact(Artifact):
     """An artifact whose type is not importable here: typed fields are kept as extra attributes."""
 

@@ -26,7 +26,7 @@ from nemotron.errors import NemotronError
 def artifact_type(name: str) -> type[Artifact]:
     import nemotron.artifacts.types  # noqa: F401  (registers the built-in types)
 
-    types = {"Artifact": Artifact, **ARTIFACT_TYPES}
+    types = dict(ARTIFACT_TYPES)
     types.pop(GenericArtifact.__name__, None)
     if name not in types:
         raise NemotronError(f"Unknown artifact type {name!r}. Known types: {', '.join(sorted(types))}.")
