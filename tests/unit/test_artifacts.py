@@ -176,7 +176,7 @@ def test_save_then_from_uri_round_trip(example, data, root):
         assert loaded.version == 1 and loaded.uri == "art://thing:v1"
         assert loaded.model_dump() == artifact.model_dump()
     # the base class loads the right subclass
-    assert type(Artifact.from_uri("thing:v1", root=root)) is loaded_cls
+    assert type(Artifact.from_uri("thing:v1", root=root)) is cls
 
     manifest = json.loads((Path(root) / "thing" / "v1" / "manifest.json").read_text())
     assert manifest["type"] == cls.__name__ and manifest["path"] == str(data)
