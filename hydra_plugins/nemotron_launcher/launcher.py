@@ -162,10 +162,15 @@ class NemotronSlurmLauncher(BaseSubmititLauncher):
         )
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        """Called by submitit on preemption or timeout: requeue with the same arguments, unless requeue=false."""
+        """Called by submitit on rank 0 at preemption or timeout: requeue the job as it was submitted, unless
+        requeue=false. Not `self`: during the job it holds the callbacks' per-job state (context tokens,
+        clients), which does not pickle and does not belong to the next attempt."""
         if not self.params.get("requeue", True):
             return None
-        return super().checkpoint(*args, **kwargs)
+        import submitit
+
+        submitted = submitit.helpers.DelayedSubmission.load(submitit.JobEnvironment().paths.submitted_pickle)
+        return submitit.helpers.DelayedSubmission(submitted.function, *args, **kwargs)
 
 
 @contextlib.contextmanager

@@ -126,10 +126,23 @@ def render_script(executor: submitit.SlurmExecutor, num_jobs: int) -> str:
 
 def wait_for(jobs: Sequence[submitit.Job], planned: Sequence[PlannedJob]) -> list[Any]:
     """Each job's result (rank 0's Hydra JobReturn); a job that ended without one is a ClusterError."""
+    from hydra.core.utils import JobStatus
+
     results, problems = [], []
     for job, plan in zip(jobs, planned, strict=True):
         try:
-            results.append(job.results()[0])
+            result = job.results()[0]
+            stopped = result.status == JobStatus.FAILED and isinstance(result._return_value, UncompletedJobError)
+            if not stopped:
+                results.append(result)
+                continue
+            # submitit's signal handler stopped the task (preemption or time limit) and did not requeue it
+            problems.append(
+                f"Slurm job {job.job_id} ({' '.join(plan.overrides) or 'no overrides'}) was stopped by Slurm "
+                f"(preempted, or close to its time limit) and not requeued ({result._return_value}), so nothing "
+                "was committed for it. launcher.requeue=true requeues preempted jobs, launcher.max_num_timeout=N "
+                "jobs that reach their time limit."
+            )
         except UncompletedJobError:
             state = _state(job)
             problems.append(
@@ -139,8 +152,6 @@ def wait_for(jobs: Sequence[submitit.Job], planned: Sequence[PlannedJob]) -> lis
         except FailedJobError as exc:
             last = [line for line in str(exc).splitlines() if line.strip()][-1:] or ["(no message)"]
             problems.append(f"Slurm job {job.job_id} failed outside its stage (state {_state(job)}): {last[0].strip()}")
-        else:
-            continue
         problems[-1] += f" Its log: {job.paths.stderr}."
     if problems:
         total = f"{len(problems)} of {len(jobs)} Slurm jobs" if len(jobs) > 1 else "The Slurm job"

@@ -29,6 +29,7 @@ _target_: e2e_probe_stage.run
 name: probed
 seconds: 0
 marker: null
+attempts: null  # a file: one line per start of the stage; only the first start sleeps
 """
 
 PROBE_CODE = """\
@@ -58,9 +59,16 @@ def run(cfg):
         "secret_sha256": hashlib.sha256(secret.encode()).hexdigest() if secret else None,
     }
     (out / f"rank{env.rank}.json").write_text(json.dumps(report))
+    first = True
+    if cfg.stage.attempts and env.rank == 0:
+        attempts = Path(cfg.stage.attempts)
+        first = not attempts.exists()
+        with attempts.open("a") as log:
+            log.write(os.environ["SLURM_JOB_ID"] + "\\n")
     if cfg.stage.marker and env.rank == 0:
         Path(cfg.stage.marker).write_text(os.environ["SLURM_JOB_ID"])
-    time.sleep(cfg.stage.seconds)
+    if first:
+        time.sleep(cfg.stage.seconds)
     return Artifact(path=str(out), name=cfg.stage.name)
 """
 
@@ -220,3 +228,64 @@ def test_unknown_partition_is_refused_with_the_partitions_from_sinfo(site, tmp_p
         "launcher.partition=nope: this cluster has no such partition. Partitions here (sinfo): debug" in result.stderr
     )
     assert not list(tmp_path.glob("multirun/*/*/.submitit"))
+
+
+def _start_and_signal(site, tmp_path, *args: str) -> tuple[subprocess.Popen, str, Path]:
+    """Start a probe job that sleeps on its first start, wait until it runs, and send it Slurm's USR2 (what
+    Slurm sends before preempting, and before the time limit): the process, the job id and its attempts file."""
+    marker, attempts = tmp_path / "started", tmp_path / "attempts"
+    command = [sys.executable, "-m", "nemotron", *_probe(site, "stage.seconds=300", f"stage.marker={marker}",
+               f"stage.attempts={attempts}", "launcher.timeout_min=60", *args)]  # fmt: skip
+    proc = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=_env(site, tmp_path / "store"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (marker.exists() and marker.read_text()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.5)
+    job_id = marker.read_text()
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    return proc, job_id, attempts
+
+
+def test_a_preempted_job_is_requeued_and_commits_once(site, tmp_path):
+    """The requeue plumbing: the stage starts again from the beginning (resuming from its own checkpoints is
+    the training stages' part) and the waiting command sees the requeued job finish."""
+    proc, job_id, attempts = _start_and_signal(site, tmp_path, "stage.name=requeued")
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while len(attempts.read_text().splitlines()) < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the job was not requeued"
+            # Slurm holds a requeued job back for a while before it may start again; let it start now
+            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
+            time.sleep(1)
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert attempts.read_text().splitlines() == [job_id, job_id]
+    assert json.loads(out)["uri"] == "art://requeued:v1"
+    assert manifest(tmp_path / "store", "requeued", 1)["run"]["slurm_job_id"] == job_id
+    assert "Requeued job" in Path(next(tmp_path.glob("multirun/probe/*/.submitit/*/*_0_log.err"))).read_text()
+
+
+def test_with_requeue_off_a_preempted_job_fails_the_command(site, tmp_path):
+    proc, job_id, attempts = _start_and_signal(site, tmp_path, "stage.name=stopped", "launcher.requeue=false")
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, err
+    assert f"Slurm job {job_id}" in err and "was stopped by Slurm" in err and "not requeued" in err, err
+    assert "Traceback" not in err, err
+    assert attempts.read_text().splitlines() == [job_id]
+    assert not (tmp_path / "store" / "stopped").exists()
