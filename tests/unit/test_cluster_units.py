@@ -3,6 +3,8 @@ checks, the srun/setup lines the launcher adds, and the distributed environment.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from nemotron.cluster import checks, profiles
@@ -83,7 +85,7 @@ def test_local_profile_selects_the_local_launcher():
     ],
 )
 def test_bad_profiles(data, name, message):
-    with pytest.raises(ProfileError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ProfileError, match=re.escape(message)):
         profiles.profile_config(data, name)
 
 
@@ -224,3 +226,17 @@ def test_dist_env_under_submitit(monkeypatch):
     assert (env.rank, env.local_rank, env.world_size, env.local_world_size) == (3, 1, 4, 2)
     assert (env.node_rank, env.num_nodes, env.master_addr, env.launcher) == (1, 2, "gpu07", "submitit")
     assert 20000 <= env.master_port <= 60000
+
+
+def test_expected_artifacts_from_stage_outputs_or_name():
+    from omegaconf import OmegaConf
+
+    from nemotron.cluster.slurm import expected_artifacts
+
+    declared = OmegaConf.create(
+        {"scale": {"suffix": "-tiny"}, "stage": {"name": "x", "outputs": ["tok${scale.suffix}", "data"]}}
+    )
+    assert expected_artifacts(declared) == ["tok-tiny", "data"]
+    assert expected_artifacts(OmegaConf.create({"stage": {"name": "my-model"}})) == ["my-model"]
+    assert expected_artifacts(OmegaConf.create({"stage": {"name": "???"}})) == []
+    assert expected_artifacts(OmegaConf.create({"stage": {"name": "${art:data,name}"}})) == []
