@@ -50,7 +50,7 @@ class SourceConfig(BaseModel):
     kind: Literal["synthetic", "files", "hf"] = "files"
     uri: str | None = Field(None, description="files: path, glob, directory or fsspec URL; hf: dataset id.")
     weight: float = Field(1.0, description="Share of this source in each split, normalized over the blend.")
-    split: str | None = Field(None, description="hf: the dataset split to read; synthetic: train | heldout.")
+    split: str | None = Field(None, description="hf: the split to read (default train); synthetic: train | heldout.")
     subset: str | None = Field(None, description="hf: the dataset config (subset) name.")
     text_field: str = "text"
     format: Literal["auto", "jsonl", "parquet", "text"] = "auto"
@@ -428,17 +428,16 @@ def hf_dataset_files(source: SourceConfig) -> list[str]:
             f"Cannot read the Hugging Face dataset {repo_id!r} (source {source.name!r}): {where}; or point a "
             "`kind: files` source at a local copy."
         ) from exc
-    files = [p for p in expand_files(local) if not p.rsplit("/", 1)[-1].startswith(".")]
-    if source.split:
-        chosen = [p for p in files if _split_of(os.path.relpath(p, local)) == source.split]
-        if not chosen:
-            available = sorted({_split_of(os.path.relpath(p, local)) or "?" for p in files})
-            raise NemotronError(
-                f"The Hugging Face dataset {repo_id!r} has no data files for split {source.split!r} "
-                f"(splits found: {', '.join(available)})."
-            )
-        files = chosen
-    return files
+    files = expand_files(local)
+    split = source.split or "train"
+    chosen = [p for p in files if _split_of(os.path.relpath(p, local)) == split]
+    if not chosen:
+        available = sorted({_split_of(os.path.relpath(p, local)) or "?" for p in files})
+        raise NemotronError(
+            f"The Hugging Face dataset {repo_id!r} has no data files for split {split!r} "
+            f"(splits found: {', '.join(available)}). Set split on the source."
+        )
+    return chosen
 
 
 def _split_of(relative_path: str) -> str | None:
