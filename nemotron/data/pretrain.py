@@ -44,7 +44,7 @@ from nemotron.artifacts.types import InputDatasetInfo
 from nemotron.data.indexed import IndexedDatasetWriter, bin_path, idx_path
 from nemotron.data.parallel import Passthrough, ordered_map, worker_pool
 from nemotron.data.progress import RateProgress
-from nemotron.data.sources import SPLITS, BlendConfig, ScaleConfig, SplitFractions, read_source
+from nemotron.data.sources import SPLITS, BlendConfig, ScaleConfig, read_source
 from nemotron.data.tokenizer import TokenEncoder
 from nemotron.errors import NemotronError
 
@@ -321,7 +321,7 @@ def _work_items(
         stream = read_source(source, scale)
         shards = {split: _OpenShard(ShardKey(source.name, split, 0), digest=xxhash.xxh3_128()) for split in SPLITS}
         for row, text in enumerate(stream.texts()):
-            shard = shards[assign_split(settings.split_seed, source.name, row, blend.splits)]
+            shard = shards[blend.splits.assign(settings.split_seed, source.name, row)]
             shard.texts.append(text)
             shard.documents += 1
             shard.digest.update(_document_bytes(text))
@@ -359,15 +359,6 @@ def _flush(shard: _OpenShard, last: bool, previous: PreviousRun | None) -> Itera
 
 def _document_bytes(text: str | list[str]) -> bytes:
     return (text if isinstance(text, str) else "\x1e".join(text)).encode("utf-8", "surrogatepass") + b"\x00"
-
-
-def assign_split(seed: int, source: str, row: int, fractions: SplitFractions) -> str:
-    """train, valid or test for one document: a stable hash, independent of everything but its arguments."""
-    digest = hashlib.blake2b(f"{seed}:{source}:{row}".encode(), digest_size=8).digest()
-    u = int.from_bytes(digest, "little") / 2**64
-    if u < fractions.train:
-        return "train"
-    return "valid" if u < fractions.train + fractions.valid else "test"
 
 
 def _receipt(result: _Encoded, summary: Any, plan: DataPlan, data_dir: Path) -> ShardReceipt:

@@ -19,6 +19,7 @@ malformed JSON lines than `max_bad_fraction` (the first few are reported as file
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -95,6 +96,14 @@ class SplitFractions(BaseModel):
         if not math.isclose(total, 1.0, abs_tol=1e-6):
             raise ValueError(f"split fractions must add up to 1, got {total:g}")
         return self
+
+    def assign(self, seed: int, source: str, row: int) -> str:
+        """train, valid or test for one row: a stable hash of (seed, source name, row index), nothing else."""
+        digest = hashlib.blake2b(f"{seed}:{source}:{row}".encode(), digest_size=8).digest()
+        u = int.from_bytes(digest, "little") / 2**64
+        if u < self.train:
+            return "train"
+        return "valid" if u < self.train + self.valid else "test"
 
 
 class BlendConfig(BaseModel):

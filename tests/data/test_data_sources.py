@@ -256,3 +256,15 @@ def test_hugging_face_dataset_offline_fails_fast_naming_dataset_and_setting(tmp_
     message = result.stderr.strip().splitlines()[-1]
     assert "NemotronError" in message and "'nobody/no-such-corpus'" in message
     assert "HF_HUB_OFFLINE=1" in message and str(tmp_path / "hf") in message
+
+
+def test_split_assignment_is_stable_and_follows_the_fractions():
+    from nemotron.data.sources import SplitFractions
+
+    fractions = SplitFractions(train=0.8, valid=0.15, test=0.05)
+    splits = [fractions.assign(1234, "web", row) for row in range(20000)]
+    assert splits == [fractions.assign(1234, "web", row) for row in range(20000)]
+    assert splits != [fractions.assign(1234, "books", row) for row in range(20000)]
+    for split, share in (("train", 0.8), ("valid", 0.15), ("test", 0.05)):
+        assert splits.count(split) / len(splits) == pytest.approx(share, abs=0.01)
+    assert {SplitFractions(train=1, valid=0, test=0).assign(0, "x", row) for row in range(1000)} == {"train"}
