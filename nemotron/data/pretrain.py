@@ -175,7 +175,10 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(encoder: TokenEncoder, eod: int | None, dtype: str) -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one thread per worker process
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:  # a pool worker: one thread each, the pool is the parallelism
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _WORKER.update(encoder=encoder, eod=eod, dtype=dtype)
 
 

@@ -255,3 +255,30 @@ def test_bad_input_fails_clearly_and_commits_nothing(bad_runs, case):
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr[-2000:]
     assert not list(root.glob("*/v1/manifest.json"))
+
+
+def test_blend_json_shape_weights_and_null_splits(tmp_path):
+    from nemotron.data.pretrain import ShardReceipt, blend_per_split
+    from nemotron.data.sources import BlendConfig
+
+    blend = BlendConfig(sources=[{"name": "a", "uri": "x", "weight": 3}, {"name": "b", "uri": "y", "weight": 1}])
+    receipts = []
+    for source, split, index, tokens, sequences in [
+        ("a", "train", 0, 300, 3), ("a", "train", 1, 100, 1), ("b", "train", 0, 50, 1),
+        ("a", "test", 0, 10, 1), ("b", "test", 0, 0, 0),  # an empty shard is left out
+    ]:  # fmt: skip
+        prefix = f"shards/{source}/{split}/shard_{index:06d}"
+        (tmp_path / prefix).parent.mkdir(parents=True, exist_ok=True)
+        for suffix in (".bin", ".idx"):
+            Path(f"{tmp_path / prefix}{suffix}").write_bytes(b"")
+        fields = {"source": source, "split": split, "index": index, "prefix": prefix, "tokens": tokens}
+        fields |= {"documents": sequences, "sequences": sequences, "plan_hash": "p", "input_digest": ""}
+        fields |= {"bin_bytes": 0, "idx_bytes": 0, "bin_digest": "", "idx_digest": ""}
+        receipts.append(ShardReceipt(**fields))
+    result = blend_per_split(blend, receipts, tmp_path)
+    assert result == {
+        "train": ["2.25", f"{tmp_path}/shards/a/train/shard_000000", "0.75", f"{tmp_path}/shards/a/train/shard_000001",
+                  "1", f"{tmp_path}/shards/b/train/shard_000000"],
+        "valid": None,  # never [] (Megatron cannot unpack it)
+        "test": ["3", f"{tmp_path}/shards/a/test/shard_000000"],
+    }  # fmt: skip
