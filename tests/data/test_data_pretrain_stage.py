@@ -98,6 +98,35 @@ def test_tiny_run_writes_megatron_shards_and_a_per_split_blend(tiny_run):
     assert fields["total_sequences"] == 3000 and fields["metadata"]["documents"] == 3000
 
 
+def test_megatron_builds_gpt_datasets_from_the_blend(tiny_run):
+    """blend.json as Megatron reads --per-split-data-args-path, into BlendedMegatronDatasetBuilder + GPTDataset."""
+    try:
+        from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+        from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+        from megatron.core.datasets.utils import get_blend_from_list
+        from megatron.core.tokenizers import MegatronTokenizer
+    except ImportError as exc:
+        pytest.skip(f"megatron-core cannot be imported ({exc}); pip install -e '.[dev]' installs it")
+    cwd, _ = tiny_run
+    data = _manifest(cwd / "store", "pretrain-data-tiny")["metadata"]
+    tokenizer_dir = _manifest(cwd / "store", "tokenizer-tiny")["path"]
+    blend = json.loads((Path(data["path"]) / "blend.json").read_text())
+    config = GPTDatasetConfig(
+        random_seed=1,
+        sequence_length=64,
+        blend_per_split=[get_blend_from_list(blend[split]) if blend[split] else None for split in blend],
+        split=None,
+        path_to_cache=None,  # with a cache dir, BlendedDataset needs torch.distributed
+        tokenizer=MegatronTokenizer.from_pretrained(tokenizer_dir, metadata_path={"library": "huggingface"}),
+        reset_position_ids=False,
+        reset_attention_mask=False,
+        eod_mask_loss=False,
+    )
+    train, valid, test = BlendedMegatronDatasetBuilder(GPTDataset, [200, 20, 20], lambda: True, config).build()
+    assert len(train) >= 200 and len(valid) >= 20 and len(test) >= 20
+    assert train[0]["tokens"].shape[0] == 64
+
+
 def test_fields_resolve_through_art_references(tiny_run):
     cwd, _ = tiny_run
     result = nemotron(
