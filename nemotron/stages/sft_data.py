@@ -1,11 +1,13 @@
 """`stage=sft_data`: chat conversations -> packed Parquet for Megatron-Bridge's packed-sequence SFT loader.
 
     python -m nemotron stage=sft_data                              # data=tiny: synthetic chats, a BPE trained on them
-    python -m nemotron stage=sft_data +run.tokenizer=tokenizer-tiny 'data.tokenizer.name_or_path=${art:tokenizer,path}'
+    python -m nemotron stage=sft_data +run.tokenizer=tokenizer-tiny \
+        'data.tokenizer.name_or_path=${art:tokenizer,path}' 'stage.tokenizer_uri=${art:tokenizer,uri}'
     python -m nemotron stage=sft_data stage.pack_size=8192 stage.algorithm=first_fit_decreasing stage.overlong=drop
 
 **Tokenizer.** The same rule as `stage=pretrain_data`: `data.tokenizer.name_or_path` (a hub id, a local dir, or
-the pretraining tokenizer as `${art:tokenizer,path}`, which also records it as an input) is loaded as is;
+the pretraining tokenizer as `${art:tokenizer,path}`, which also records it as an input, with
+`stage.tokenizer_uri=${art:tokenizer,uri}` as the artifact's `tokenizer_uri`) is loaded as is;
 when it is null, a byte-level BPE with a ChatML template is trained on the conversations and committed first,
 as `sft-tokenizer{suffix}`. To fine-tune a model pretrained here, pass its tokenizer (second line above).
 
@@ -64,6 +66,7 @@ class SFTDataParams(BaseModel):
     blend: BlendConfig
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     scale: ScaleConfig = Field(default_factory=ScaleConfig)
+    tokenizer_uri: str | None = Field(None, description="Recorded for a given tokenizer, e.g. ${art:tokenizer,uri}.")
     output_dir: str | None = Field(None, description="Default: the job's output dir.")
     pack_size: int = Field(2048, ge=1, description="Tokens per packed row (the training sequence length).")
     algorithm: Algorithm = "first_fit_shuffle"
@@ -121,7 +124,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         total_tokens=metadata["total_tokens"],
         elapsed_sec=elapsed,
         # `art://<name>` with no version: the callback commits the tokenizer first and pins this to its version.
-        tokenizer_uri=f"art://{tokenizer_name}" if trained else params.tokenizer.name_or_path,
+        tokenizer_uri=f"art://{tokenizer_name}" if trained else params.tokenizer_uri or params.tokenizer.name_or_path,
         source_datasets=sources,
         metadata={k: metadata[k] for k in ("algorithm", "overlong", "splits", "run_hash", "scale")},
     )

@@ -151,3 +151,18 @@ def test_bad_input_fails_clearly_and_commits_nothing(tmp_path, bpe_dir, override
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr[-2000:]
     assert not list(tmp_path.glob("*/v1/manifest.json"))
+
+
+def test_the_pretraining_tokenizer_artifact_is_reused_and_recorded(tmp_path, bpe_dir):
+    store = f"artifacts.manifest.root={tmp_path / 'store'}"
+    register = ["stage=register", f"stage.path={bpe_dir}", "stage.name=tokenizer-tiny", "stage.type=TokenizerArtifact"]
+    result = nemotron(*register, "+stage.fields.vocab_size=400", store, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    args = ["stage=sft_data", "+run.tokenizer=tokenizer-tiny", "data.tokenizer.name_or_path=${art:tokenizer,path}"]
+    args += ["stage.tokenizer_uri=${art:tokenizer,uri}", "scale.max_rows_per_source=500"]
+    result = nemotron(*args, store, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [json.loads(line)["uri"] for line in result.stdout.splitlines()] == ["art://sft-data-tiny:v1"]
+    manifest = json.loads((tmp_path / "store" / "sft-data-tiny" / "v1" / "manifest.json").read_text())
+    assert manifest["used_artifacts"] == ["tokenizer-tiny:v1"]
+    assert manifest["metadata"]["tokenizer_uri"] == "art://tokenizer-tiny:v1"
