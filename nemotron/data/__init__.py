@@ -5,6 +5,8 @@
                 scale limits, and the `InputDatasetInfo` record of every source
     tokenizer   load a Hugging Face tokenizer, or train a byte-level BPE; `TokenEncoder` for worker processes
     indexed     Megatron `.bin/.idx` (MMIDIDX) writer, byte-identical to megatron-core's builder, and a reader
+    sft         chat-template tokenization with an assistant-only loss mask, first-fit packing, packed Parquet
+    rl          NeMo-RL JSONL rows (problem/expected_answer or input/output)
 
 Heavy libraries (numpy, tokenizers, transformers, pyarrow, zstandard) are imported inside functions, so
 importing these modules stays cheap.
