@@ -17,6 +17,7 @@ Output (`{output dir}/data`, formats.md 5.5), committed as `sft-data{suffix}` (`
     splits/{train,valid,test}/{pos:06d}__<source>__shard_NNNNNN.parquet    relative links to them
     blend.json      {"train": ["weight", "<abs>/splits/train/000000__src__shard_000000", ...], "valid": ..., ...}
     metadata.json   pack_size, algorithm, per-split rows / sequences / tokens / truncated / dropped / efficiency
+    {pack_size}_metadata.jsonl   Megatron-Bridge's packing metadata [train, valid] (for pad_cu_seqlens=True)
 
 Megatron-Bridge reads it as `PackedSequenceSpecs(packed_sequence_size=pack_size,
 packed_train_data_path=<data>/splits/train/, packed_val_data_path=<data>/splits/valid/)` with
@@ -102,6 +103,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     blend_json = _write_blend(params.blend, shards, data_dir)
     metadata = _metadata(params, packed, shards, run_hash)
     (data_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    bridge = [_bridge_metadata(packed, split, params.pack_size) for split in ("train", "valid")]
+    (data_dir / f"{params.pack_size}_metadata.jsonl").write_text(json.dumps(bridge) + "\n")
     _print_summary(metadata, blend_json)
 
     tokenizer_name = params.scale.artifact_name(params.tokenizer_name)
@@ -284,6 +287,22 @@ def _metadata(
         "splits": splits,
         "run_hash": run_hash,
         "scale": params.scale.name,
+    }
+
+
+def _bridge_metadata(packed: dict[tuple[str, str], PackedRows], split: str, pack_size: int) -> dict[str, Any]:
+    """Megatron-Bridge's `{N}_metadata.jsonl` entry of one split (needed with `pad_cu_seqlens=True`)."""
+    parts = [rows for (_, s), rows in packed.items() if s == split]
+    starts = [row for p in parts for row in p.seq_start_id]
+    rows = [row for p in parts for row in p.input_ids]
+    lengths = [b - a for ids, s in zip(rows, starts, strict=True) for a, b in zip(s, [*s[1:], len(ids)], strict=True)]
+    return {
+        "dataset_max_seqlen": max(lengths, default=0),
+        "max_samples_per_bin": max(map(len, starts), default=0),
+        "packing_factor": round(len(lengths) / len(rows), 2) if rows else 0,
+        "packing_efficiency": round(sum(map(len, rows)) / len(rows) / pack_size * 100, 2) if rows else 0,
+        "pack_size": pack_size,
+        "min_packed_seqlen": min(map(len, rows), default=0),
     }
 
 

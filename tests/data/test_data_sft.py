@@ -100,6 +100,9 @@ def test_tiny_run_writes_megatron_bridge_packed_parquet(tiny_run):
     data = Path(fields["path"])
     metadata = json.loads((data / "metadata.json").read_text())
     assert metadata["splits"]["train"]["packing_efficiency"] >= 0.98
+    train, valid = json.loads((data / "2048_metadata.jsonl").read_text())  # one JSON array, as Megatron-Bridge's
+    assert train["pack_size"] == 2048 and train["packing_efficiency"] >= 98 and valid["max_samples_per_bin"] >= 1
+    assert 0 < train["dataset_max_seqlen"] <= train["min_packed_seqlen"] <= 2048
 
     blend = json.loads((data / "blend.json").read_text())
     assert list(blend) == ["train", "valid", "test"]
