@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
@@ -53,3 +54,21 @@ def stage_params(cfg: DictConfig, model: type[P]) -> P:
             f"stage.{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()
         )
         raise NemotronError(f"Invalid stage parameters: {problems}.") from exc
+
+
+def fresh_output_dir(explicit: str | None, subdirs: tuple[str, ...], hint: str = "") -> Path:
+    """Where a stage writes: `stage.output_dir`, else the job's own output dir. Its `subdirs` must not exist
+    yet: every run writes fresh, so the data behind a committed version is never rewritten."""
+    if explicit:
+        out = Path(explicit).expanduser().absolute()
+    else:
+        from hydra.core.hydra_config import HydraConfig
+
+        out = Path(HydraConfig.get().runtime.output_dir).absolute()
+    for sub in subdirs:
+        if (out / sub).exists():
+            raise NemotronError(
+                f"{out / sub} already exists: every run writes a fresh output directory (committed data is "
+                f"immutable). Choose another stage.output_dir{hint}."
+            )
+    return out

@@ -32,7 +32,7 @@ from nemotron.data.pretrain import PLAN_FILE, DataPlan, PreviousRun, ShardSettin
 from nemotron.data.sources import SPLITS, BlendConfig, ScaleConfig, read_source
 from nemotron.data.tokenizer import TokenEncoder, TokenizerConfig, load_tokenizer, tokenizer_digest, train_bpe
 from nemotron.errors import NemotronError
-from nemotron.stages import stage_params
+from nemotron.stages import fresh_output_dir, stage_params
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,9 @@ class PretrainDataParams(ShardSettings):
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     params = stage_params(cfg, PretrainDataParams)
-    out = _output_dir(params)
+    out = fresh_output_dir(
+        params.output_dir, ("data", "tokenizer"), ", or resume into a new one with stage.resume_from"
+    )
     data_dir, tokenizer_dir = out / "data", out / "tokenizer"
     previous = PreviousRun.open(params.resume_from) if params.resume_from else None
 
@@ -125,23 +127,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             metadata=metadata,
         ),
     }
-
-
-def _output_dir(params: PretrainDataParams) -> Path:
-    """The job's own output dir; its `data/` and `tokenizer/` must not exist yet (each run writes fresh)."""
-    if params.output_dir:
-        out = Path(params.output_dir).expanduser().absolute()
-    else:
-        from hydra.core.hydra_config import HydraConfig
-
-        out = Path(HydraConfig.get().runtime.output_dir).absolute()
-    for sub in ("data", "tokenizer"):
-        if (out / sub).exists():
-            raise NemotronError(
-                f"{out / sub} already exists: every run writes a fresh output directory (committed data is "
-                "immutable). Choose another stage.output_dir, or resume into a new one with stage.resume_from."
-            )
-    return out
 
 
 def _prepare_tokenizer(params: PretrainDataParams, out: Path, previous: PreviousRun | None) -> tuple[Any, str]:

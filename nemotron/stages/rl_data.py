@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -35,7 +34,7 @@ from nemotron.data.progress import RateProgress
 from nemotron.data.rl import KEYS, JsonlWriter, RowFormat, rl_row
 from nemotron.data.sources import SPLITS, BlendConfig, ScaleConfig, read_source
 from nemotron.errors import NemotronError
-from nemotron.stages import stage_params
+from nemotron.stages import fresh_output_dir, stage_params
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 f"stage.source_splits: {source!r} -> {split!r} must name a source of the blend "
                 f"({', '.join(sorted(names))}) and one of {', '.join(SPLITS)}."
             )
-    data_dir = _output_dir(params)
+    data_dir = fresh_output_dir(params.output_dir, ("data",)) / "data"
     data_dir.mkdir(parents=True)
 
     writers = {split: JsonlWriter(data_dir / FILES[split]) for split in SPLITS}
@@ -122,18 +121,3 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             | {"duplicates_dropped": duplicates, "scale": params.scale.name},
         )
     }
-
-
-def _output_dir(params: RLDataParams) -> Path:
-    if params.output_dir:
-        out = Path(params.output_dir).expanduser().absolute()
-    else:
-        from hydra.core.hydra_config import HydraConfig
-
-        out = Path(HydraConfig.get().runtime.output_dir).absolute()
-    if (out / "data").exists():
-        raise NemotronError(
-            f"{out / 'data'} already exists: every run writes a fresh output directory (committed data is "
-            "immutable). Choose another stage.output_dir."
-        )
-    return out / "data"

@@ -52,7 +52,7 @@ from nemotron.data.sft import (
 from nemotron.data.sources import SPLITS, BlendConfig, ScaleConfig, SourceConfig, read_source
 from nemotron.data.tokenizer import TokenizerConfig, load_tokenizer, tokenizer_digest, train_bpe
 from nemotron.errors import NemotronError
-from nemotron.stages import stage_params
+from nemotron.stages import fresh_output_dir, stage_params
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class SFTDataParams(BaseModel):
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     params = stage_params(cfg, SFTDataParams)
-    out = _output_dir(params)
+    out = fresh_output_dir(params.output_dir, ("data", "tokenizer"))
     data_dir = out / "data"
 
     tokenizer, trained = _prepare_tokenizer(params, out / "tokenizer")
@@ -132,22 +132,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         metadata={k: metadata[k] for k in ("algorithm", "overlong", "splits", "run_hash", "scale")},
     )
     return outputs
-
-
-def _output_dir(params: SFTDataParams) -> Path:
-    if params.output_dir:
-        out = Path(params.output_dir).expanduser().absolute()
-    else:
-        from hydra.core.hydra_config import HydraConfig
-
-        out = Path(HydraConfig.get().runtime.output_dir).absolute()
-    for sub in ("data", "tokenizer"):
-        if (out / sub).exists():
-            raise NemotronError(
-                f"{out / sub} already exists: every run writes a fresh output directory (committed data is "
-                "immutable). Choose another stage.output_dir."
-            )
-    return out
 
 
 def _conversations(source: SourceConfig, params: SFTDataParams, stream: Any = None) -> Any:
