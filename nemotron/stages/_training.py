@@ -1,0 +1,43 @@
+"""What the training stages share: their output directory, the tokenizer and model they start from."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig
+
+from nemotron.artifacts import Artifact
+from nemotron.errors import NemotronError
+from nemotron.stages import fresh_output_dir
+from nemotron.training.trainer import LoopParams
+
+A = TypeVar("A", bound=Artifact)
+
+
+def output_dir(params: LoopParams) -> Any:
+    """The run's directory; `model/` must not exist yet (a committed model is never rewritten)."""
+    out = fresh_output_dir(params.output_dir, ("model",))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def load_input(cfg: DictConfig, reference: str, expected: type[A]) -> A:
+    """A pinned input artifact, checked to be an `expected` (SFT given pretraining data fails here)."""
+    from nemotron.tracking.session import ArtifactSettings, Tracking, active_tracking
+
+    tracking = active_tracking() or Tracking(ArtifactSettings.from_config(cfg.get("artifacts"), cfg.get("wandb")))
+    return tracking.load(reference, expected)  # type: ignore[return-value]
+
+
+def load_data_tokenizer(cfg: DictConfig, data: Any) -> tuple[Any, str]:
+    """The tokenizer a dataset was made with (its `tokenizer_uri`: an artifact, a hub id or a directory)."""
+    from nemotron.artifacts import TokenizerArtifact
+    from nemotron.data.tokenizer import load_tokenizer
+
+    reference = data.tokenizer_uri
+    if not reference:
+        raise NemotronError(f"{data.uri or data.path} records no tokenizer_uri, so the model cannot be built for it.")
+    if reference.startswith("art://"):
+        artifact = load_input(cfg, reference, TokenizerArtifact)
+        return load_tokenizer(artifact.path), artifact.uri or reference
+    return load_tokenizer(reference), reference

@@ -1,0 +1,88 @@
+"""`stage=pretrain`: train a fresh model to predict the next token of the pretraining corpus.
+
+    python -m nemotron stage=pretrain                                   # model=tiny on pretrain-data-tiny:latest
+    python -m nemotron stage=pretrain run.data=pretrain-data-tiny:v2 stage.steps=1000 stage.lr=1e-3
+    torchrun --nproc-per-node 2 -m nemotron stage=pretrain              # DDP (gloo on CPU)
+
+The recipe: build the model with the data's tokenizer, draw windows of `seq_len` tokens from the train
+split's shards by blend weight, minimise next-token cross-entropy with AdamW under a warmup + cosine
+schedule, clip gradients, measure the loss on the valid split now and then, checkpoint, and commit the
+final Hugging Face checkpoint as `pretrain-model-tiny` (a ModelArtifact whose lineage reaches the data).
+With `model.backend=megatron` the same stage runs Megatron-Bridge instead (nemotron/backends).
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from nemotron.artifacts import ModelArtifact, PretrainBlendsArtifact
+from nemotron.data.sources import ScaleConfig
+from nemotron.stages import stage_params
+from nemotron.stages._training import load_data_tokenizer, load_input, output_dir
+from nemotron.training.trainer import LoopParams
+
+
+class PretrainParams(LoopParams):
+    """`conf/stage/pretrain.yaml`."""
+
+    data: str
+    data_uri: str
+    batch_size: int = 16
+    seq_len: int = 256
+    eval_batches: int = 8
+
+
+def run(cfg: DictConfig) -> ModelArtifact | None:
+    if cfg.model.backend == "megatron":
+        from nemotron.backends import megatron_bridge
+
+        return megatron_bridge.run(cfg, "pretrain")
+    import torch
+
+    from nemotron.training.batches import TokenWindows
+    from nemotron.training.losses import lm_loss
+    from nemotron.training.model import TinyModelConfig, build_model
+    from nemotron.training.runtime import process_group, select_device
+    from nemotron.training.trainer import Trainer
+
+    params = stage_params(cfg, PretrainParams)
+    data = load_input(cfg, params.data_uri, PretrainBlendsArtifact)
+    scale = ScaleConfig.model_validate(OmegaConf.to_container(cfg.scale, resolve=True))
+    model_config = TinyModelConfig.model_validate(OmegaConf.to_container(cfg.model, resolve=True))
+    tokenizer, tokenizer_uri = load_data_tokenizer(cfg, data)
+    train = TokenWindows(data.path, data.blend_path, "train", params.seq_len, params.seed)
+    valid = TokenWindows(data.path, data.blend_path, "valid", params.seq_len, params.seed)
+    out = output_dir(params)
+    device = select_device(params.device)
+
+    with process_group(device) as env:
+        torch.manual_seed(params.seed)
+        trainer = Trainer(build_model(model_config, tokenizer), tokenizer, params, out, env, device,
+                          identity={**params.identity(), "model": model_config.model_dump()})  # fmt: skip
+        trainer.resume()
+
+        def train_step(step: int) -> dict[str, float]:
+            loss, tokens = lm_loss(trainer.model, train.batch(step, params.batch_size, env.rank), device)
+            grad_norm = trainer.update(loss)
+            return {"loss": loss.item(), "grad_norm": grad_norm or 0.0, "tokens": tokens * env.world_size}
+
+        @torch.no_grad()
+        def evaluate() -> dict[str, float]:
+            losses = [lm_loss(trainer.module, valid.batch(i, params.batch_size), device)[0].item()
+                      for i in range(params.eval_batches)]  # fmt: skip
+            return {"val_loss": sum(losses) / len(losses)}
+
+        result = trainer.fit(train_step, evaluate)
+    if not env.is_rank0:
+        return None
+    return ModelArtifact(
+        path=str(result.model_dir),
+        name=scale.artifact_name(params.name),
+        step=result.step,
+        final_loss=result.metrics.get("loss"),
+        stage="pretrain",
+        tokenizer_uri=tokenizer_uri,
+        base_model=None,
+        metadata={**result.metrics, "history": str(result.history),
+                  "resumed_from": str(result.resumed_from) if result.resumed_from else None},  # fmt: skip
+    )

@@ -1,0 +1,199 @@
+"""The loop every training stage shares.
+
+    for step in range(start, steps):
+        set the learning rate (warmup + cosine)
+        metrics = train_step(step)          # the stage's own work: a forward pass and `trainer.update(loss)`
+        every log_every steps:        record the metrics
+        every eval_every steps:       evaluate() -> validation metrics
+        every checkpoint_every steps: save a checkpoint (rank 0), so a restart can resume here
+
+A stage supplies `train_step` and `evaluate`; the trainer owns the optimizer, gradient clipping, the
+progress bar, the metrics file, checkpoints and resuming. With several processes the model is wrapped in
+DistributedDataParallel and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nemotron.distributed import DistEnv
+from nemotron.training import checkpoint as ckpt
+from nemotron.training.metrics import MetricsLog
+from nemotron.training.optim import adamw, lr_at, set_lr
+
+
+class LoopParams(BaseModel):
+    """The `stage:` keys every training stage has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    steps: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    min_lr: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(1.0, gt=0)
+    eval_every: int = Field(100, ge=0, description="0 = only at the end")
+    checkpoint_every: int = Field(100, ge=0, description="0 = no intermediate checkpoints")
+    log_every: int = Field(10, ge=1)
+    resume: str = Field("auto", description="auto | never | a checkpoint or run directory")
+    output_dir: str | None = None
+    seed: int = 1234
+    device: str = "cpu"
+    dry_run: bool = False
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs the same run (for resume): everything but where and how it runs."""
+        return self.model_dump(exclude={"resume", "output_dir", "device", "dry_run", "log_every"})
+
+
+@dataclass
+class TrainResult:
+    step: int
+    model_dir: Path
+    metrics: dict[str, float]
+    history: Path
+    plot: Path | None
+    resumed_from: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Trainer:
+    """Owns the optimizer, checkpoints and metrics of one training run."""
+
+    def __init__(self, model: Any, tokenizer: Any, params: LoopParams, out: Path, env: DistEnv, device: Any,
+                 identity: dict[str, Any]) -> None:  # fmt: skip
+        self.module, self.tokenizer, self.params, self.out, self.env, self.device = (
+            model.to(device), tokenizer, params, out, env, device
+        )
+        self.model = self._wrap(self.module)
+        self.optimizer = adamw(self.module, params.lr, params.weight_decay)
+        self.config = ckpt.config_hash(identity)
+        self.metrics = MetricsLog(out, enabled=env.is_rank0)
+        self.start_step = 0
+        self.resumed_from: Path | None = None
+
+    def _wrap(self, module: Any) -> Any:
+        if not self.env.is_distributed:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    # -- resume ---------------------------------------------------------------------------------------------
+
+    def resume(self) -> None:
+        """Continue from the checkpoint `params.resume` names or finds: weights, optimizer, step, metrics."""
+        checkpoint = ckpt.find_resume_checkpoint(self.params.resume, self.out, self.config)
+        if self.env.is_rank0:
+            ckpt.write_run_state(self.out, self.config, finished=False)
+        if checkpoint is None:
+            return
+        from nemotron.training.model import load_model
+
+        self.module.load_state_dict(load_model(checkpoint).state_dict())
+        state = ckpt.load_trainer_state(checkpoint, self.optimizer)
+        self.start_step, self.resumed_from = state["step"], checkpoint
+        self.metrics.restore(checkpoint.parent.parent, state["step"])
+        if self.env.is_rank0:
+            print(f"Resuming from {checkpoint} (step {state['step']} of {self.params.steps}).")
+
+    # -- the loop -------------------------------------------------------------------------------------------
+
+    def update(self, loss: Any) -> float | None:
+        """Backward, clip the global gradient norm, step, zero: one optimizer step. Returns the norm."""
+        import torch
+
+        loss.backward()
+        norm = None
+        if self.params.grad_clip:
+            norm = float(torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.params.grad_clip))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
+
+    def set_lr(self, step: int) -> float:
+        p = self.params
+        value = lr_at(step, lr=p.lr, min_lr=p.min_lr, warmup_steps=p.warmup_steps, total_steps=p.steps)
+        set_lr(self.optimizer, value)
+        return value
+
+    def fit(self, train_step: Callable[[int], dict[str, float]],
+            evaluate: Callable[[], dict[str, float]] | None = None) -> TrainResult:  # fmt: skip
+        """Run steps `start_step .. steps-1`; `train_step(step)` returns its metrics (`loss`, `tokens`, ...)."""
+        p = self.params
+        started, tokens = time.perf_counter(), 0
+        with _Progress(p.name, p.steps, self.start_step, self.env.is_rank0) as progress:
+            for step in range(self.start_step, p.steps):
+                lr = self.set_lr(step)
+                self.model.train()
+                values = train_step(step)
+                tokens += int(values.pop("tokens", 0))
+                rate = tokens / max(time.perf_counter() - started, 1e-9)
+                done = step + 1
+                if done % p.log_every == 0 or done == p.steps:
+                    self.metrics.log(done, **values, lr=lr, tokens_per_s=rate)
+                if evaluate and ((p.eval_every and done % p.eval_every == 0) or done == p.steps):
+                    self.model.eval()
+                    self.metrics.log(done, **evaluate())
+                if p.checkpoint_every and done % p.checkpoint_every == 0 and done < p.steps:
+                    self.checkpoint(done)
+                progress.update(done, values.get("loss"), rate)
+        return self._finish(tokens, time.perf_counter() - started)
+
+    def checkpoint(self, step: int) -> None:
+        if self.env.is_rank0:
+            ckpt.save_checkpoint(self.out, step, self.module, self.tokenizer, self.optimizer,
+                                 {"loss": self.metrics.last("loss")})  # fmt: skip
+        from nemotron.training.runtime import barrier
+
+        barrier(self.env)
+
+    def _finish(self, tokens: int, seconds: float) -> TrainResult:
+        model_dir = self.out / "model"
+        plot = None
+        if self.env.is_rank0:
+            ckpt.save_model(self.module, self.tokenizer, model_dir)
+            ckpt.write_run_state(self.out, self.config, finished=True)
+            plot = self.metrics.plot(self.params.name)
+        summary = {k: v for k in ("loss", "val_loss", "reward", "val_accuracy") if (v := self.metrics.last(k)) is not None}
+        summary |= {"train_seconds": round(seconds, 2), "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}
+        return TrainResult(self.params.steps, model_dir, summary, self.metrics.path, plot, self.resumed_from)
+
+
+class _Progress:
+    """A rich progress bar on stderr: step, loss and tokens/s (rank 0 only)."""
+
+    def __init__(self, name: str, total: int, start: int, enabled: bool) -> None:
+        self.name, self.total, self.start, self.enabled = name, total, start, enabled
+        self._bar: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn(f"[bold]{self.name}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:,.0f} tok/s"), TimeElapsedColumn(),
+                console=Console(stderr=True), refresh_per_second=2,
+            )  # fmt: skip
+            self._bar.start()
+            self._task = self._bar.add_task(self.name, total=self.total, completed=self.start, loss=float("nan"),
+                                            rate=0.0)  # fmt: skip
+        return self
+
+    def update(self, step: int, loss: float | None, rate: float) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step, loss=loss if loss is not None else float("nan"), rate=rate)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
