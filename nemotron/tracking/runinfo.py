@@ -16,7 +16,11 @@ from typing import Any
 from nemotron.tracking.records import GitInfo, RunRecord
 
 REDACTED = "***REDACTED***"
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+_SECRET_WORDS = {"secret", "secrets", "password", "passwd", "credential", "credentials", "apikey"}
+# A name ending in `key` or `token` is a secret (api_key, HF_TOKEN, my_token) unless the word before says
+# what kind of key or token it is: `input_key` names a column, `eod_token` a vocabulary entry.
+_NOT_SECRET_BEFORE = {"input", "output", "answer", "problem", "text", "label", "sort", "partition", "cache",
+                      "eod", "eos", "bos", "pad", "unk", "sep", "cls", "mask", "special"}  # fmt: skip
 _PACKAGES = (
     "nemotron",
     "hydra-core",
@@ -36,7 +40,13 @@ _PACKAGES = (
 
 
 def is_secret_name(name: str) -> bool:
-    return bool(_SECRET_NAME.search(str(name)))
+    """Whether a config key or variable name holds a secret: `WANDB_API_KEY`, `hf_token`, `db.password`, but
+    not `tokens`, `tokenizer`, `max_new_tokens`, `input_key` or `eod_token`."""
+    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name)).lower())
+    words = [w for w in words if w]
+    if not words or _SECRET_WORDS.intersection(words):
+        return bool(words)
+    return words[-1] in ("key", "token") and (len(words) == 1 or words[-2] not in _NOT_SECRET_BEFORE)
 
 
 def redact(value: Any) -> Any:

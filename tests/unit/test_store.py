@@ -417,7 +417,13 @@ def test_redact_nested_structures():
         "empty_token": "",
         "none_key": None,
         "exclude_keys": [],
-        "monkey": "banana",  # "key" inside a longer name counts too
+        "monkey": "banana",
+        "tokens": 12,
+        "tokenizer": "gpt2",
+        "max_new_tokens": 8,
+        "input_key": "problem",
+        "eod_token": "<|endoftext|>",
+        "apiKey": "k",
     }
     assert redact(config) == {
         "wandb": {"api_key": REDACTED, "project": "p", "entity": "e"},
@@ -428,7 +434,13 @@ def test_redact_nested_structures():
         "empty_token": "",
         "none_key": None,
         "exclude_keys": [],
-        "monkey": REDACTED,
+        "monkey": "banana",  # names that only contain "key" or "token" are kept
+        "tokens": 12,
+        "tokenizer": "gpt2",
+        "max_new_tokens": 8,
+        "input_key": "problem",
+        "eod_token": "<|endoftext|>",
+        "apiKey": REDACTED,
     }
     assert config["wandb"]["api_key"] == "abc"  # a copy: the input is unchanged
 
