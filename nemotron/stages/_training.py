@@ -41,3 +41,15 @@ def load_data_tokenizer(cfg: DictConfig, data: Any) -> tuple[Any, str]:
         artifact = load_input(cfg, reference, TokenizerArtifact)
         return load_tokenizer(artifact.path), artifact.uri or reference
     return load_tokenizer(reference), reference
+
+
+def check_same_tokenizer(model_tokenizer: Any, data_tokenizer: Any, model_ref: str, data_ref: str) -> None:
+    """Data tokenized with another tokenizer than the model's would train on meaningless ids: refuse it."""
+    from nemotron.data.tokenizer import tokenizer_digest
+
+    if tokenizer_digest(model_tokenizer) != tokenizer_digest(data_tokenizer):
+        raise NemotronError(
+            f"The data {data_ref} was tokenized with a different tokenizer ({len(data_tokenizer)} tokens) than "
+            f"the model {model_ref} uses ({len(model_tokenizer)} tokens). Prepare the data with the model's "
+            "tokenizer (its checkpoint directory holds it: data.tokenizer.name_or_path=${art:model,path})."
+        )

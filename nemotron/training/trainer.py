@@ -163,7 +163,8 @@ class Trainer:
             ckpt.save_model(self.module, self.tokenizer, model_dir)
             ckpt.write_run_state(self.out, self.config, finished=True)
             plot = self.metrics.plot(self.params.name)
-        summary = {k: v for k in ("loss", "val_loss", "reward", "val_accuracy") if (v := self.metrics.last(k)) is not None}
+        last = {k: self.metrics.last(k) for k in ("loss", "val_loss", "reward", "val_accuracy")}
+        summary = {k: v for k, v in last.items() if v is not None}
         summary |= {"train_seconds": round(seconds, 2), "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}
         return TrainResult(self.params.steps, model_dir, summary, self.metrics.path, plot, self.resumed_from)
 

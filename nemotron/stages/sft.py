@@ -1,0 +1,94 @@
+"""`stage=sft`: supervised fine-tuning on packed chat conversations.
+
+    python -m nemotron stage=sft                                    # pretrain-model-tiny + sft-data-tiny (latest)
+    python -m nemotron stage=sft run.model=pretrain-model-tiny:v3 stage.lr=3e-4
+    python -m nemotron -m stage=sft stage.lr=1e-4,3e-4              # a sweep: two versions, both with lineage
+
+The recipe: start from a pretrained checkpoint; each Parquet row packs several conversations, so the
+positions restart at every `seq_start_id` and a 4-D attention mask keeps each conversation from seeing
+the others; the loss is next-token cross-entropy only where `loss_mask` is 1 (the assistant's tokens).
+Everything else (AdamW, schedule, clipping, validation, checkpoints, resume) is the shared trainer's.
+Commits `sft-model-tiny`, whose `base_model` is the pinned pretrained model.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from nemotron.artifacts import ModelArtifact, SFTDataArtifact
+from nemotron.data.sources import ScaleConfig
+from nemotron.stages import stage_params
+from nemotron.stages._training import check_same_tokenizer, load_data_tokenizer, load_input, output_dir
+from nemotron.training.trainer import LoopParams
+
+
+class SFTParams(LoopParams):
+    """`conf/stage/sft.yaml`."""
+
+    model: str
+    model_uri: str
+    data: str
+    data_uri: str
+    batch_size: int = 8
+    eval_batches: int = 4
+
+
+def run(cfg: DictConfig) -> ModelArtifact | None:
+    if cfg.model.backend == "megatron":
+        from nemotron.backends import megatron_bridge
+
+        return megatron_bridge.run(cfg, "sft")
+    import torch
+
+    from nemotron.data.tokenizer import load_tokenizer
+    from nemotron.training.batches import PackedRows
+    from nemotron.training.losses import lm_loss
+    from nemotron.training.model import check_vocab, load_model
+    from nemotron.training.runtime import process_group, select_device
+    from nemotron.training.trainer import Trainer
+
+    params = stage_params(cfg, SFTParams)
+    base = load_input(cfg, params.model_uri, ModelArtifact)
+    data = load_input(cfg, params.data_uri, SFTDataArtifact)
+    scale = ScaleConfig.model_validate(OmegaConf.to_container(cfg.scale, resolve=True))
+    device = select_device(params.device)
+    model = load_model(base.path)
+    tokenizer = load_tokenizer(base.path)
+    check_same_tokenizer(tokenizer, load_data_tokenizer(cfg, data)[0], base.uri or base.path, data.uri or data.path)
+    check_vocab(model, tokenizer, base.uri or base.path)
+    train = PackedRows(data.path, "train", params.seed, tokenizer.pad_token_id)
+    valid = PackedRows(data.path, "valid", params.seed, tokenizer.pad_token_id)
+    out = output_dir(params)
+
+    with process_group(device) as env:
+        torch.manual_seed(params.seed)
+        trainer = Trainer(model, tokenizer, params, out, env, device,
+                          identity={**params.identity(), "pack_size": data.pack_size})  # fmt: skip
+        trainer.resume()
+
+        def train_step(step: int) -> dict[str, float]:
+            batch = train.batch(step, params.batch_size, env.rank, env.world_size)
+            loss, tokens = lm_loss(trainer.model, batch, device)
+            grad_norm = trainer.update(loss)
+            return {"loss": loss.item(), "grad_norm": grad_norm or 0.0, "tokens": tokens * env.world_size}
+
+        @torch.no_grad()
+        def evaluate() -> dict[str, float]:
+            batches = min(params.eval_batches, -(-len(valid) // params.batch_size))
+            losses = [lm_loss(trainer.module, valid.batch(i, params.batch_size), device)[0].item()
+                      for i in range(batches)]  # fmt: skip
+            return {"val_loss": sum(losses) / len(losses)}
+
+        result = trainer.fit(train_step, evaluate if len(valid) else None)
+    if not env.is_rank0:
+        return None
+    return ModelArtifact(
+        path=str(result.model_dir),
+        name=scale.artifact_name(params.name),
+        step=result.step,
+        final_loss=result.metrics.get("loss"),
+        stage="sft",
+        tokenizer_uri=base.tokenizer_uri,
+        base_model=base.uri,
+        metadata={**result.metrics, "history": str(result.history), "pack_size": data.pack_size},
+    )
