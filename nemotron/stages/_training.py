@@ -53,3 +53,21 @@ def check_same_tokenizer(model_tokenizer: Any, data_tokenizer: Any, model_ref: s
             f"the model {model_ref} uses ({len(model_tokenizer)} tokens). Prepare the data with the model's "
             "tokenizer (its checkpoint directory holds it: data.tokenizer.name_or_path=${art:model,path})."
         )
+
+
+def read_problems(data: Any, split: str, limit: int | None = None) -> list[dict[str, str]]:
+    """`{"problem", "expected_answer"}` rows of one split of a SplitJsonlDataArtifact."""
+    import json
+    from pathlib import Path
+
+    file = getattr(data, split, None)
+    if not file:
+        raise NemotronError(f"{data.uri or data.path} has no {split!r} split (its splits: train, val, test).")
+    path = Path(file) if Path(file).is_absolute() else Path(data.path) / file
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if rows and not {"problem", "expected_answer"} <= rows[0].keys():
+        raise NemotronError(
+            f"{path} is not in the math format (problem, expected_answer): its fields are {', '.join(rows[0])}. "
+            "Prepare it with stage=rl_data stage.format=math."
+        )
+    return rows[:limit] if limit else rows

@@ -1,26 +1,155 @@
-"""`stage=pipeline`: the whole tiny pipeline. Its steps are stages of their own; this version checks that
-every step is available and stops with a clear message if one is not yet shipped."""
+"""`stage=pipeline` (the default): the whole recipe, from raw text to an aligned, evaluated model.
+
+    python -m nemotron                                    # tiny: data -> pretrain -> sft -> rl -> eval, on a CPU
+    python -m nemotron 'stage.overrides.pretrain=[stage.steps=1000]' scale=small
+
+Every step is a stage run as its own job (`python -m nemotron stage=STEP ...`, with this command's model,
+data, scale and artifact choices), so each commits its artifacts with its own lineage exactly as if run by
+hand. A step's inputs are the exact versions (`name:vN`, read from the JSON line each job prints) that the
+earlier steps of *this* pipeline produced, never whatever `latest` is when the step starts: two pipelines
+running at once into one store each chain their own versions. The eval step evaluates every trained model
+and the pipeline ends with a table of the results.
+"""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
 from omegaconf import DictConfig
+from pydantic import BaseModel, ConfigDict
 
 from nemotron.errors import NemotronError
+from nemotron.stages import fresh_output_dir, stage_params
+
+# What each step reads from the earlier ones: run.ROLE = the (step, artifact type) that produced it.
+INPUTS: dict[str, dict[str, tuple[str, str]]] = {
+    "sft_data": {"tokenizer": ("pretrain_data", "TokenizerArtifact")},
+    "pretrain": {"data": ("pretrain_data", "PretrainBlendsArtifact")},
+    "sft": {"model": ("pretrain", "ModelArtifact"), "data": ("sft_data", "SFTDataArtifact")},
+    "rl": {"model": ("sft", "ModelArtifact"), "data": ("rl_data", "SplitJsonlDataArtifact")},
+}
+EVAL_INPUTS = {"problems": ("rl_data", "SplitJsonlDataArtifact"), "text": ("pretrain_data", "PretrainBlendsArtifact")}
+TRAINING_STEPS = ("pretrain", "sft", "rl")
+# The SFT data is tokenized with the pretraining tokenizer (so the model can read it), packed to the model's length.
+EXTRA = {
+    "sft_data": [
+        "data.tokenizer.name_or_path=${art:tokenizer,path}",
+        "stage.tokenizer_uri=${art:tokenizer,uri}",
+        "stage.pack_size=${model.max_seq_len}",
+    ]
+}
+
+
+class PipelineParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[str]
+    overrides: dict[str, list[str]] = {}
+    output_dir: str | None = None
 
 
 def run(cfg: DictConfig) -> None:
-    from hydra.core.global_hydra import GlobalHydra
+    from nemotron.tracking.session import active_tracking
 
-    repo = GlobalHydra.instance().config_loader().get_sources() if GlobalHydra.instance().is_initialized() else []
-    available = {opt for source in repo if source.is_group("stage") for opt in _options(source)}
-    missing = [step for step in cfg.stage.steps if step not in available]
-    if missing:
+    params = stage_params(cfg, PipelineParams)
+    _check_steps(params.steps)
+    tracking = active_tracking()
+    if tracking is None or tracking.store is None:
         raise NemotronError(
-            f"The pipeline needs the stages {', '.join(missing)}, which this version of nemotron does not "
-            f"ship yet (available: {', '.join(sorted(available))}). Run a single stage with stage=NAME."
+            "The pipeline hands each step the exact artifact versions the earlier steps committed, so it needs "
+            "an artifact store: use artifacts=manifest (the default) or artifacts=manifest_wandb, not artifacts=none."
         )
-    raise NemotronError("Chaining the pipeline's steps is not implemented yet; run each stage with stage=NAME.")
+    out = fresh_output_dir(params.output_dir, ("results.json",))
+    shared = _shared_overrides()
+    produced: dict[str, dict[str, str]] = {}  # step -> {artifact type: art://name:vN}
+    results: list[dict[str, Any]] = []
+    for number, step in enumerate(params.steps, start=1):
+        if step == "eval":
+            results = _evaluate_all(produced, shared, params, out, number)
+            continue
+        wiring = _wiring(INPUTS.get(step, {}), produced)
+        extra = EXTRA.get(step, []) if wiring else []
+        produced[step] = _run_step(step, [*shared, *wiring, *extra, *params.overrides.get(step, [])],
+                                   out / f"{number:02d}_{step}")  # fmt: skip
+    (out / "results.json").write_text(json.dumps({"artifacts": produced, "eval": results}, indent=2) + "\n")
+    _print_results(results)
 
 
-def _options(source) -> list[str]:
-    return [name.removesuffix(".yaml") for name in source.list("stage", results_filter=None)]
+def _check_steps(steps: list[str]) -> None:
+    known = ["pretrain_data", "sft_data", "rl_data", *TRAINING_STEPS, "eval"]
+    unknown = [s for s in steps if s not in known]
+    if unknown:
+        raise NemotronError(f"Unknown pipeline step(s) {', '.join(unknown)}; the steps are {', '.join(known)}.")
+
+
+def _wiring(inputs: dict[str, tuple[str, str]], produced: dict[str, dict[str, str]]) -> list[str]:
+    """`++run.ROLE=art://name:vN` for each input an earlier step of this pipeline produced (`++`: the stage's
+    YAML may not declare the role); inputs no step produced keep the stage's default (e.g. `:latest`)."""
+    pinned = {role: produced.get(step, {}).get(kind) for role, (step, kind) in inputs.items()}
+    return [f"++run.{role}={uri}" for role, uri in pinned.items() if uri]
+
+
+def _shared_overrides() -> list[str]:
+    """This command's overrides that every step shares: model, data, scale, artifacts, seed, device ..."""
+    from hydra.core.hydra_config import HydraConfig
+
+    own = ("stage", "+stage", "~stage", "run.", "+run.", "hydra.", "launcher")
+    return [o for o in HydraConfig.get().overrides.task if not o.startswith(own)] + ["launcher=local"]
+
+
+def _run_step(step: str, overrides: list[str], job_dir: Path) -> dict[str, str]:
+    """Run one stage as a job; {artifact type: art://name:vN} of what it committed."""
+    command = [sys.executable, "-m", "nemotron", f"stage={step}", *overrides, f"hydra.run.dir={job_dir}"]
+    print(f"\n── pipeline step {step}: {' '.join(command[3:])}", file=sys.stderr, flush=True)
+    completed = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    if completed.returncode != 0:
+        raise NemotronError(
+            f"The pipeline step {step!r} failed (exit {completed.returncode}); its messages are above and its "
+            f"job directory is {job_dir}. The artifacts of the earlier steps are committed: rerun the rest with "
+            f"stage=NAME and run.ROLE=NAME:vN."
+        )
+    lines = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    return {line["type"]: line["uri"] for line in lines}
+
+
+def _evaluate_all(produced: dict[str, dict[str, str]], shared: list[str], params: PipelineParams, out: Path,
+                  number: int) -> list[dict[str, Any]]:  # fmt: skip
+    """Evaluate the model of every training step on the held-out problems; one row per model."""
+    roles = _wiring(EVAL_INPUTS, produced)
+    rows = []
+    for step in (s for s in TRAINING_STEPS if "ModelArtifact" in produced.get(s, {})):
+        model = produced[step]["ModelArtifact"]
+        evaluated = _run_step("eval", [*shared, f"++run.model={model}", *roles, *params.overrides.get("eval", [])],
+                              out / f"{number:02d}_eval_{step}")  # fmt: skip
+        rows.append({"stage": step, "model": model, "eval": evaluated["EvalResultsArtifact"],
+                     **_metrics(evaluated["EvalResultsArtifact"])})  # fmt: skip
+    return rows
+
+
+def _metrics(eval_uri: str) -> dict[str, float | None]:
+    from nemotron.artifacts import EvalResultsArtifact
+    from nemotron.tracking.session import active_tracking
+
+    metrics = active_tracking().load(eval_uri, EvalResultsArtifact).metrics
+    return {
+        "accuracy": metrics.get("heldout_problems", {}).get("accuracy"),
+        "perplexity": metrics.get("validation_text", {}).get("perplexity"),
+    }
+
+
+def _print_results(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="pipeline results (held-out problems, validation text)", title_justify="left")
+    for column in ("after", "model", "accuracy", "perplexity", "eval artifact"):
+        table.add_column(column, justify="right" if column in ("accuracy", "perplexity") else "left")
+    for row in rows:
+        accuracy = f"{row['accuracy']:.1%}" if row.get("accuracy") is not None else "-"
+        perplexity = f"{row['perplexity']:.3f}" if row.get("perplexity") is not None else "-"
+        table.add_row(row["stage"], row["model"], accuracy, perplexity, row["eval"])
+    Console(stderr=True).print(table)

@@ -64,7 +64,9 @@ def build_model(config: TinyModelConfig, tokenizer: Any) -> Any:
 def load_model(path: str | Path, device: str = "cpu") -> Any:
     """A model from a Hugging Face checkpoint directory, with a clear error when there is none."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging
 
+    logging.disable_progress_bar()  # no "Loading weights" bar in the middle of a stage's output
     if not (Path(path) / "config.json").is_file():
         raise NemotronError(
             f"No model checkpoint in {path}: a Hugging Face checkpoint directory holds config.json and the "

@@ -1,0 +1,81 @@
+"""`stage=eval`: how good is a model? Accuracy on held-out problems and perplexity on validation text.
+
+    python -m nemotron stage=eval run.model=rl-model-tiny:v2          # problems: rl-data-tiny's test split
+    python -m nemotron stage=eval run.model=pretrain-model-tiny run.text=null   # accuracy only
+
+Accuracy: each problem is asked as a one-turn chat, the model answers greedily, and the answer counts when
+its final number equals `expected_answer` (the same check as the RL reward). The held-out problems of
+data=tiny are never in any training row. Perplexity: next-token loss on windows of the pretraining data's
+valid split. Commits `eval-<model name>` (EvalResultsArtifact) with the metrics and every answer given.
+"""
+
+from __future__ import annotations
+
+import json
+
+from omegaconf import DictConfig
+from pydantic import BaseModel, ConfigDict, Field
+
+from nemotron.artifacts import EvalResultsArtifact, ModelArtifact, PretrainBlendsArtifact, SplitJsonlDataArtifact
+from nemotron.stages import fresh_output_dir, stage_params
+from nemotron.stages._training import check_same_tokenizer, load_data_tokenizer, load_input, read_problems
+
+
+class EvalParams(BaseModel):
+    """`conf/stage/eval.yaml`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    model: str
+    model_uri: str
+    problems_uri: str
+    split: str = "test"
+    text: str | None = None
+    max_problems: int | None = Field(200, ge=1)
+    max_new_tokens: int = Field(24, ge=1)
+    batch_size: int = Field(32, ge=1)
+    perplexity_batches: int = Field(16, ge=1)
+    seq_len: int = Field(256, ge=2)
+    output_dir: str | None = None
+    seed: int = 1234
+    device: str = "cpu"
+
+
+def run(cfg: DictConfig) -> EvalResultsArtifact:
+    from nemotron.data.tokenizer import load_tokenizer
+    from nemotron.training.batches import TokenWindows
+    from nemotron.training.evaluate import answer_accuracy, perplexity
+    from nemotron.training.model import load_model
+    from nemotron.training.runtime import select_device
+
+    params = stage_params(cfg, EvalParams)
+    model_artifact = load_input(cfg, params.model_uri, ModelArtifact)
+    problems = read_problems(load_input(cfg, params.problems_uri, SplitJsonlDataArtifact), params.split,
+                             params.max_problems)  # fmt: skip
+    text = load_input(cfg, params.text, PretrainBlendsArtifact) if params.text else None
+    device = select_device(params.device)
+    model, tokenizer = load_model(model_artifact.path, device), load_tokenizer(model_artifact.path)
+    out = fresh_output_dir(params.output_dir, ("answers.jsonl",))
+    out.mkdir(parents=True, exist_ok=True)
+
+    accuracy, answers = answer_accuracy(model, tokenizer, problems, max_new_tokens=params.max_new_tokens,
+                                        batch_size=params.batch_size, device=device)  # fmt: skip
+    (out / "answers.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
+    metrics = {"heldout_problems": {"accuracy": accuracy, "count": float(len(answers))}}
+    if text is not None:
+        check_same_tokenizer(tokenizer, load_data_tokenizer(cfg, text)[0], model_artifact.uri or "", text.uri or "")
+        windows = TokenWindows(text.path, text.blend_path, "valid", params.seq_len, params.seed)
+        loss, ppl = perplexity(model, windows, batches=params.perplexity_batches, batch_size=params.batch_size,
+                               device=device)  # fmt: skip
+        metrics["validation_text"] = {"loss": loss, "perplexity": ppl}
+    print(f"{model_artifact.uri}: accuracy {accuracy:.1%} on {len(answers)} {params.split} problems"
+          + (f", validation perplexity {metrics['validation_text']['perplexity']:.3f}" if text else ""))  # fmt: skip
+    name = params.name or f"eval-{model_artifact.name}"
+    return EvalResultsArtifact(
+        path=str(out),
+        name=name,
+        model_uri=model_artifact.uri,
+        metrics=metrics,
+        metadata={"accuracy": accuracy, "model_stage": model_artifact.stage, "answers": "answers.jsonl"},
+    )
