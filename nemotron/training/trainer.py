@@ -129,6 +129,9 @@ class Trainer:
             evaluate: Callable[[], dict[str, float]] | None = None) -> TrainResult:  # fmt: skip
         """Run steps `start_step .. steps-1`; `train_step(step)` returns its metrics (`loss`, `tokens`, ...)."""
         p = self.params
+        if evaluate and self.start_step == 0 and p.eval_every:  # where training starts from, for the curves
+            self.module.eval()
+            self.metrics.log(0, **evaluate())
         started, tokens = time.perf_counter(), 0
         with _Progress(p.name, p.steps, self.start_step, self.env.is_rank0) as progress:
             for step in range(self.start_step, p.steps):
