@@ -97,5 +97,6 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
         stage="rl",
         tokenizer_uri=base.tokenizer_uri,
         base_model=base.uri,
-        metadata={**result.metrics, "history": str(result.history), "algorithm": "grpo"},
+        metadata={**result.metrics, "history": str(result.history), "algorithm": "grpo",
+                  "trained_steps": params.steps, "selected_step": result.selected_step},  # fmt: skip
     )

@@ -60,6 +60,18 @@ def save_model(model: Any, tokenizer: Any, directory: Path) -> None:
     tokenizer.save_pretrained(str(directory))
 
 
+def save_model_atomically(model: Any, tokenizer: Any, directory: Path) -> None:
+    """Replace `directory` with a fresh save of the model: a reader never sees half of one."""
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    old = directory.with_name(f".{directory.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(model, tokenizer, tmp)
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     done = sorted(p for p in (run_dir / "checkpoints").glob("step_*") if (p / "state.json").is_file())
     return done[-1] if done else None

@@ -6,6 +6,8 @@
         every log_every steps:        record the metrics
         every eval_every steps:       evaluate() -> validation metrics
         every checkpoint_every steps: save a checkpoint (rank 0), so a restart can resume here
+    the final model is the last step's, or with `select_best` the evaluated step (step 0 included) where
+    that validation metric was best: early stopping, as NeMo-RL's checkpointing keeps its top-k by `metric_name`
 
 A stage supplies `train_step` and `evaluate`; the trainer owns the optimizer, gradient clipping, the
 progress bar, the metrics file, checkpoints and resuming. With several processes the model is wrapped in
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,7 @@ class LoopParams(BaseModel):
     seed: int = 1234
     device: str = "cpu"
     dry_run: bool = False
+    select_best: str | None = Field(None, description="val_accuracy (higher is better) or val_loss (lower)")
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same run (for resume): everything but where and how it runs."""
@@ -62,7 +65,7 @@ class TrainResult:
     history: Path
     plot: Path | None
     resumed_from: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    selected_step: int | None = None
 
 
 class Trainer:
@@ -79,6 +82,7 @@ class Trainer:
         self.metrics = MetricsLog(out, enabled=env.is_rank0)
         self.start_step = 0
         self.resumed_from: Path | None = None
+        self.best: tuple[float, int] | None = None  # (metric, step) of the model in {out}/model with select_best
 
     def _wrap(self, module: Any) -> Any:
         if not self.env.is_distributed:
@@ -130,8 +134,7 @@ class Trainer:
         """Run steps `start_step .. steps-1`; `train_step(step)` returns its metrics (`loss`, `tokens`, ...)."""
         p = self.params
         if evaluate and self.start_step == 0 and p.eval_every:  # where training starts from, for the curves
-            self.module.eval()
-            self.metrics.log(0, **evaluate())
+            self._evaluate(0, evaluate)
         started, tokens = time.perf_counter(), 0
         with _Progress(p.name, p.steps, self.start_step, self.env.is_rank0) as progress:
             for step in range(self.start_step, p.steps):
@@ -144,12 +147,23 @@ class Trainer:
                 if done % p.log_every == 0 or done == p.steps:
                     self.metrics.log(done, **values, lr=lr, tokens_per_s=rate)
                 if evaluate and ((p.eval_every and done % p.eval_every == 0) or done == p.steps):
-                    self.model.eval()
-                    self.metrics.log(done, **evaluate())
+                    self._evaluate(done, evaluate)
                 if p.checkpoint_every and done % p.checkpoint_every == 0 and done < p.steps:
                     self.checkpoint(done)
                 progress.update(done, values.get("loss"), rate)
         return self._finish(tokens, time.perf_counter() - started)
+
+    def _evaluate(self, step: int, evaluate: Callable[[], dict[str, float]]) -> None:
+        self.module.eval()
+        values = evaluate()
+        self.metrics.log(step, **values)
+        metric = self.params.select_best
+        if metric and metric in values:
+            sign = -1.0 if metric.endswith("loss") else 1.0
+            if self.best is None or sign * values[metric] > sign * self.best[0]:
+                self.best = (values[metric], step)
+                if self.env.is_rank0:
+                    ckpt.save_model_atomically(self.module, self.tokenizer, self.out / "model")
 
     def checkpoint(self, step: int) -> None:
         if self.env.is_rank0:
@@ -163,13 +177,18 @@ class Trainer:
         model_dir = self.out / "model"
         plot = None
         if self.env.is_rank0:
-            ckpt.save_model(self.module, self.tokenizer, model_dir)
+            if self.best is None:
+                ckpt.save_model_atomically(self.module, self.tokenizer, model_dir)
             ckpt.write_run_state(self.out, self.config, finished=True)
             plot = self.metrics.plot(self.params.name)
         last = {k: self.metrics.last(k) for k in ("loss", "val_loss", "reward", "val_accuracy")}
         summary = {k: v for k, v in last.items() if v is not None}
         summary |= {"train_seconds": round(seconds, 2), "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}
-        return TrainResult(self.params.steps, model_dir, summary, self.metrics.path, plot, self.resumed_from)
+        if self.best is not None:
+            summary[f"selected_{self.params.select_best}"] = self.best[0]
+        step = self.best[1] if self.best else self.params.steps
+        return TrainResult(step, model_dir, summary, self.metrics.path, plot, self.resumed_from,
+                           self.best[1] if self.best else None)  # fmt: skip
 
 
 class _Progress:
