@@ -1,7 +1,7 @@
 """`stage=pipeline` (the default): the whole recipe, from raw text to an aligned, evaluated model.
 
     python -m nemotron                                    # tiny: data -> pretrain -> sft -> rl -> eval, on a CPU
-    python -m nemotron 'stage.overrides.pretrain=[stage.steps=1000]' scale=small
+    python -m nemotron +stage.overrides.pretrain.steps=1000 +stage.overrides.sft.lr=3e-4
 
 Every step is a stage run as its own job (`python -m nemotron stage=STEP ...`, with this command's model,
 data, scale and artifact choices), so each commits its artifacts with its own lineage exactly as if run by
@@ -48,7 +48,11 @@ class PipelineParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     steps: list[str]
-    overrides: dict[str, list[str]] = {}
+    overrides: dict[str, dict[str, Any]] = {}
+
+    def stage_overrides(self, step: str) -> list[str]:
+        """`stage.KEY=VALUE` for each of the step's parameters (JSON values are valid override values)."""
+        return [f"stage.{key}={json.dumps(value)}" for key, value in self.overrides.get(step, {}).items()]
     output_dir: str | None = None
 
 
@@ -73,7 +77,7 @@ def run(cfg: DictConfig) -> None:
             continue
         wiring = _wiring(INPUTS.get(step, {}), produced)
         extra = EXTRA.get(step, []) if wiring else []
-        produced[step] = _run_step(step, [*shared, *wiring, *extra, *params.overrides.get(step, [])],
+        produced[step] = _run_step(step, [*shared, *wiring, *extra, *params.stage_overrides(step)],
                                    out / f"{number:02d}_{step}")  # fmt: skip
     (out / "results.json").write_text(json.dumps({"artifacts": produced, "eval": results}, indent=2) + "\n")
     _print_results(results)
@@ -123,7 +127,7 @@ def _evaluate_all(produced: dict[str, dict[str, str]], shared: list[str], params
     rows = []
     for step in (s for s in TRAINING_STEPS if "ModelArtifact" in produced.get(s, {})):
         model = produced[step]["ModelArtifact"]
-        evaluated = _run_step("eval", [*shared, f"++run.model={model}", *roles, *params.overrides.get("eval", [])],
+        evaluated = _run_step("eval", [*shared, f"++run.model={model}", *roles, *params.stage_overrides("eval")],
                               out / f"{number:02d}_eval_{step}")  # fmt: skip
         rows.append({"stage": step, "model": model, "eval": evaluated["EvalResultsArtifact"],
                      **_metrics(evaluated["EvalResultsArtifact"])})  # fmt: skip

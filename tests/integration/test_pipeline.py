@@ -1,0 +1,92 @@
+"""`stage=pipeline` end to end on a very small configuration: every step runs as a real job, each step
+consumes the exact versions its own pipeline produced, and the eval table is recorded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clitools import clean_env, manifest, nemotron_art, ok
+
+pytestmark = pytest.mark.timeout(900)
+
+PER_STEP = {
+    "pretrain": "steps:4,batch_size:4,eval_every:2,eval_batches:1",
+    "sft": "steps:3,batch_size:2,eval_every:0,eval_batches:1",
+    "rl": "steps:2,prompts_per_step:2,group_size:2,max_new_tokens:6,eval_every:0,eval_problems:4",
+    "eval": "max_problems:6,perplexity_batches:1,batch_size:6,max_new_tokens:6",
+}
+SMALL = [
+    "scale.max_rows_per_source=300",
+    "data.tokenizer.vocab_size=400",
+    "model.hidden_size=32",
+    "model.num_layers=1",
+    "model.num_heads=2",
+    "model.num_kv_heads=2",
+    "model.intermediate_size=64",
+    "model.max_seq_len=128",
+    *(f"+stage.overrides.{step}.{setting.replace(':', '=')}" for step, settings in PER_STEP.items()
+      for setting in settings.split(",")),
+]
+
+
+def start_pipeline(cwd: Path, root: Path, out: Path) -> subprocess.Popen[str]:
+    env = clean_env(NEMOTRON_ARTIFACTS_ROOT=root)
+    command = [sys.executable, "-m", "nemotron", *SMALL, f"stage.output_dir={out}"]
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen[str]) -> dict:
+    stdout, stderr = process.communicate(timeout=800)
+    assert process.returncode == 0, f"exit {process.returncode}\n{stdout}\n{stderr[-6000:]}"
+    return stderr
+
+
+def used(root: Path, uri: str) -> set[str]:
+    name, version = uri.removeprefix("art://").split(":v")
+    return set(manifest(root, name, int(version))["used_artifacts"])
+
+
+def refs(node: dict) -> list[str]:
+    """The names of a `lineage --format json` tree, its root included."""
+    return [node["ref"].split(":")[0], *(name for child in node.get("inputs", []) for name in refs(child))]
+
+
+def plain(uri: str) -> str:
+    return uri.removeprefix("art://")
+
+
+def test_pipeline_trains_evaluates_and_records_lineage(tmp_path: Path) -> None:
+    root, out = tmp_path / "store", tmp_path / "pipeline"
+    stderr = finish(start_pipeline(tmp_path, root, out))
+    results = json.loads((out / "results.json").read_text())
+    assert [row["stage"] for row in results["eval"]] == ["pretrain", "sft", "rl"]
+    for row in results["eval"]:
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["perplexity"] > 1.0
+        assert f"{row['accuracy']:.1%}" in stderr  # the final table shows the numbers
+    lineage = ok(nemotron_art("lineage", results["artifacts"]["rl"]["ModelArtifact"], "--format", "json", cwd=tmp_path,
+                              env=clean_env(NEMOTRON_ARTIFACTS_ROOT=root)))  # fmt: skip
+    names = set(refs(json.loads(lineage.stdout)))
+    expected = {"rl-model-tiny", "sft-model-tiny", "pretrain-model-tiny", "sft-data-tiny", "rl-data-tiny",
+                "pretrain-data-tiny", "tokenizer-tiny"}  # fmt: skip
+    assert expected <= names
+
+
+def test_two_pipelines_at_once_each_chain_their_own_versions(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    runs = [start_pipeline(tmp_path, root, tmp_path / f"p{i}") for i in (1, 2)]
+    for process in runs:
+        finish(process)
+    chains = [json.loads((tmp_path / f"p{i}" / "results.json").read_text())["artifacts"] for i in (1, 2)]
+    assert chains[0]["rl"]["ModelArtifact"] != chains[1]["rl"]["ModelArtifact"]
+    for chain in chains:
+        pretrain, sft, rl = (chain[step]["ModelArtifact"] for step in ("pretrain", "sft", "rl"))
+        assert plain(chain["pretrain_data"]["PretrainBlendsArtifact"]) in used(root, pretrain)
+        assert {plain(pretrain), plain(chain["sft_data"]["SFTDataArtifact"])} <= used(root, sft)
+        assert {plain(sft), plain(chain["rl_data"]["SplitJsonlDataArtifact"])} <= used(root, rl)
+        # the SFT data was tokenized with this pipeline's own pretraining tokenizer
+        assert plain(chain["pretrain_data"]["TokenizerArtifact"]) in used(root, chain["sft_data"]["SFTDataArtifact"])
