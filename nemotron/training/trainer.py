@@ -73,10 +73,9 @@ class Trainer:
 
     def __init__(self, model: Any, tokenizer: Any, params: LoopParams, out: Path, env: DistEnv, device: Any,
                  identity: dict[str, Any]) -> None:  # fmt: skip
-        self.module, self.tokenizer, self.params, self.out, self.env, self.device = (
-            model.to(device), tokenizer, params, out, env, device
-        )
-        self.model = self._wrap(self.module)
+        self.tokenizer, self.params, self.out, self.env, self.device = tokenizer, params, out, env, device
+        self.module = model.to(device)  # the model itself: saved, evaluated, used to generate
+        self.model = self._wrap(self.module)  # what the training step calls: the module, or its DDP wrapper
         self.optimizer = adamw(self.module, params.lr, params.weight_decay)
         self.config = ckpt.config_hash(identity)
         self.metrics = MetricsLog(out, enabled=env.is_rank0)
