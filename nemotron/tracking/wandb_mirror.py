@@ -189,12 +189,25 @@ def _log_run(
             else:
                 base.update(status="offline", run_dir=run.settings.sync_dir, sync=f"wandb sync {run.settings.sync_dir}")
             results.append(base)
+        for artifact, manifest in outputs:
+            _log_history(run, artifact, _name(artifact, manifest))
         metrics = {f"{_name(a, m)}/{k}": v for a, m in outputs for k, v in _metrics(a).items()}
         if metrics:
             run.log(metrics)
         return results
     finally:
         run.finish()
+
+
+def _log_history(run: Any, artifact: Artifact, name: str) -> None:
+    """The training curves: each row of the `metrics.jsonl` named by the artifact's `history`, at its step."""
+    history = artifact.metadata.get("history")
+    if not history or not Path(history).is_file():
+        return
+    for line in Path(history).read_text().splitlines():
+        row = json.loads(line)
+        step = row.pop("step")
+        run.log({f"{name}/{key}": value for key, value in row.items()}, step=step)
 
 
 def _use_inputs(run: Any, used: list[str], wandb_inputs: list[str]) -> list[str]:

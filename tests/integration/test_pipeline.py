@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from clitools import clean_env, manifest, nemotron_art, ok
 
 pytestmark = pytest.mark.timeout(900)

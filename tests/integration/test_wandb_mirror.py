@@ -212,3 +212,21 @@ def _log_two_versions(store: Path, tmp_path: Path) -> list[dict]:
     tracking = setup_artifact_tracking(config)
     logged = [log_artifact(Artifact(path=str(make_data(tmp_path / d))), tracking, name="py-data") for d in "ab"]
     return [wandb_record(tracking.store, tracking.store.manifest("py-data", a.version)) for a in logged]
+
+
+def test_training_curves_are_logged_at_their_steps(tmp_path):
+    env = _wandb_env(tmp_path, WANDB_MODE="offline")
+    history = tmp_path / "metrics.jsonl"
+    rows = [{"step": 0, "val_loss": 3.0}, {"step": 10, "loss": 2.5, "lr": 1e-3}, {"step": 20, "loss": 2.0}]
+    history.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    ckpt = make_data(tmp_path / "ckpt", "weights\n")
+    ok(nemotron("stage=register", f"stage.path={ckpt}", "stage.name=curves", "stage.type=ModelArtifact",
+                f"+stage.metadata.history={history}", "artifacts=manifest_wandb", cwd=tmp_path, env=env))  # fmt: skip
+    [log] = (tmp_path / "wandb-dir").rglob("run-*.wandb")
+    logged = {}
+    for record in records_by_type(log)["history"]:
+        items = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+        logged.setdefault(items.pop("_step", record.history.step.num), {}).update(items)
+    assert logged[0]["curves/val_loss"] == 3.0
+    assert logged[10]["curves/loss"] == 2.5 and logged[10]["curves/lr"] == 1e-3
+    assert logged[20]["curves/loss"] == 2.0
