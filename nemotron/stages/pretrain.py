@@ -46,6 +46,7 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
     from nemotron.training.trainer import Trainer
 
     params = stage_params(cfg, PretrainParams)
+    device = select_device(params.device)
     data = load_input(cfg, params.data_uri, PretrainBlendsArtifact)
     scale = ScaleConfig.model_validate(OmegaConf.to_container(cfg.scale, resolve=True))
     model_config = TinyModelConfig.model_validate(OmegaConf.to_container(cfg.model, resolve=True))
@@ -53,7 +54,6 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
     train = TokenWindows(data.path, data.blend_path, "train", params.seq_len, params.seed)
     valid = TokenWindows(data.path, data.blend_path, "valid", params.seq_len, params.seed)
     out = output_dir(params)
-    device = select_device(params.device)
 
     with process_group(device) as env:
         torch.manual_seed(params.seed)

@@ -56,10 +56,10 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
     from nemotron.training.trainer import Trainer
 
     params = stage_params(cfg, RLParams)
+    device = select_device(params.device)
     base = load_input(cfg, params.model_uri, ModelArtifact)
     data = load_input(cfg, params.data_uri, SplitJsonlDataArtifact)
     scale = ScaleConfig.model_validate(OmegaConf.to_container(cfg.scale, resolve=True))
-    device = select_device(params.device)
     policy, tokenizer = load_model(base.path), load_tokenizer(base.path)
     reference = copy.deepcopy(policy).eval().requires_grad_(False).to(device) if params.kl_coef else None
     train, val = read_problems(data, "train"), read_problems(data, "val", params.eval_problems)

@@ -48,10 +48,10 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
     from nemotron.training.trainer import Trainer
 
     params = stage_params(cfg, SFTParams)
+    device = select_device(params.device)
     base = load_input(cfg, params.model_uri, ModelArtifact)
     data = load_input(cfg, params.data_uri, SFTDataArtifact)
     scale = ScaleConfig.model_validate(OmegaConf.to_container(cfg.scale, resolve=True))
-    device = select_device(params.device)
     model = load_model(base.path)
     tokenizer = load_tokenizer(base.path)
     check_same_tokenizer(tokenizer, load_data_tokenizer(cfg, data)[0], base.uri or base.path, data.uri or data.path)
