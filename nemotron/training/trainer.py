@@ -51,6 +51,7 @@ class LoopParams(BaseModel):
     device: str = "cpu"
     dry_run: bool = False
     select_best: str | None = Field(None, description="val_accuracy (higher is better) or val_loss (lower)")
+    select_min_delta: float = Field(0.0, ge=0, description="how much better a later step must be to be kept")
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same run (for resume): everything but where and how it runs."""
@@ -159,7 +160,7 @@ class Trainer:
         metric = self.params.select_best
         if metric and metric in values:
             sign = -1.0 if metric.endswith("loss") else 1.0
-            if self.best is None or sign * values[metric] > sign * self.best[0]:
+            if self.best is None or sign * (values[metric] - self.best[0]) > self.params.select_min_delta:
                 self.best = (values[metric], step)
                 if self.env.is_rank0:
                     ckpt.save_model_atomically(self.module, self.tokenizer, self.out / "model")

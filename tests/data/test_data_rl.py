@@ -77,10 +77,14 @@ def test_splits_do_not_overlap_and_heldout_problems_are_in_test(tiny_run):
         return Problem(int(a), op, int(b)).is_heldout
 
     plain = {s: [p for p in rows if p.startswith("What is ")] for s, rows in problems.items()}
-    assert not any(heldout(p) for p in plain["train"] + plain["val"])
-    assert sum(heldout(p) for p in plain["test"]) > 50  # the held-out source, all in test
-    (heldout_source,) = [s for s in fields["metadata"]["source_splits"] if s["source"] == "arithmetic-heldout"]
-    assert heldout_source["train"] == heldout_source["val"] == 0 and heldout_source["test"] > 150
+    assert not any(heldout(p) for p in plain["train"])
+    assert plain["val"] and plain["test"]
+    assert all(heldout(p) for p in plain["val"] + plain["test"])  # validation and test: unseen problems only
+    by_source = {s["source"]: s for s in fields["metadata"]["source_splits"]}
+    assert by_source["arithmetic-heldout"]["train"] == by_source["arithmetic-heldout"]["val"] == 0
+    assert by_source["arithmetic-heldout"]["test"] > 150
+    assert by_source["arithmetic-heldout-val"]["train"] == by_source["arithmetic-heldout-val"]["test"] == 0
+    assert by_source["arithmetic-heldout-val"]["val"] > 100  # fewer than 200: duplicates of test problems dropped
 
 
 def test_input_output_form_and_bad_input(tmp_path):
