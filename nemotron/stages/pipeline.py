@@ -149,11 +149,13 @@ def _print_results(rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="pipeline results (held-out problems, validation text)", title_justify="left")
-    for column in ("after", "model", "accuracy", "perplexity", "eval artifact"):
+    table = Table(title="pipeline results: accuracy on held-out problems, perplexity on validation text",
+                  title_justify="left")  # fmt: skip
+    for column in ("after", "accuracy", "perplexity", "model", "eval"):
         table.add_column(column, justify="right" if column in ("accuracy", "perplexity") else "left")
     for row in rows:
         accuracy = f"{row['accuracy']:.1%}" if row.get("accuracy") is not None else "-"
         perplexity = f"{row['perplexity']:.3f}" if row.get("perplexity") is not None else "-"
-        table.add_row(row["stage"], row["model"], accuracy, perplexity, row["eval"])
+        table.add_row(row["stage"], accuracy, perplexity, row["model"].removeprefix("art://"),
+                      row["eval"].removeprefix("art://"))  # fmt: skip
     Console(stderr=True).print(table)
