@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from argparse import Namespace
+from dataclasses import asdict
 from typing import Any
 
 from rich.console import Console
@@ -71,7 +72,8 @@ def export(store: ManifestStore, args: Namespace) -> int:
     else:
         console.print(
             f"exported {index['root']} with {len(index['artifacts'])} version(s) of lineage ({total:,} bytes) "
-            f"to {args.closure}; import it with `nemotron-art --root ROOT import-bundle {args.closure}`"
+            f"and {len(index['aliases'])} alias(es) to {args.closure}; import it with "
+            f"`nemotron-art --root ROOT import-bundle {args.closure}`"
         )
     return 0
 
@@ -85,11 +87,25 @@ def import_bundle(store: ManifestStore, args: Namespace) -> int:
             console.print(f"  {source:<40} -> {target}  ({note})")
 
     result = run_import(store, args.bundle, progress=progress)
+    conflicts = [conflict.message() for conflict in result.alias_conflicts]
+    for conflict in conflicts:
+        console.print(f"[yellow]warning:[/] alias {conflict}")
     if args.json:
-        print_json({"mapping": result.mapping, "reused": result.reused, "owns_data": result.owned})
+        print_json(
+            {
+                "mapping": result.mapping,
+                "reused": result.reused,
+                "owns_data": result.owned,
+                "aliases": result.aliases,
+                "alias_conflicts": [asdict(conflict) for conflict in result.alias_conflicts],
+            }
+        )
         return 0
     committed = len(result.mapping) - len(result.reused)
-    console.print(f"imported {committed} version(s) into {store.url} ({len(result.reused)} already there)")
+    console.print(
+        f"imported {committed} version(s) into {store.url} ({len(result.reused)} already there); "
+        f"{len(result.aliases)} alias(es) set or already in place, {len(conflicts)} left unchanged"
+    )
     if result.owner_note:
         console.print(f"[yellow]note:[/] {result.owner_note}")
     return 0

@@ -15,6 +15,11 @@ a name that already has versions gets the next free ones, and `used_artifacts` (
 references in fields) follow the mapping. The versions' paths point at the bundle's data copy, so import is
 zero-copy too; the store that owns the copy (owner.json) may delete it with `gc --data`. Importing the same
 bundle again maps each version to the one committed the first time instead of duplicating it.
+
+Aliases travel too: the index lists every alias of the source store that points at an exported version, and
+import points the same alias at the mapped version in the target (recorded in the alias history like any
+alias change). An alias the target already has is never moved: if it points elsewhere, import skips it and
+reports the conflict (`ImportResult.alias_conflicts`) with the command that would move it.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nemotron.artifacts.refs import SCHEME, ArtifactRef
+from nemotron.artifacts.refs import SCHEME, ArtifactRef, validate_alias
 from nemotron.errors import CommitError, NemotronError
 from nemotron.tracking.files import digest_file, new_hasher
 from nemotron.tracking.lineage import upstream_closure
@@ -70,6 +75,7 @@ def export_closure(store: ManifestStore, reference: str, out: str, progress=None
             "created_at": datetime.now(timezone.utc).isoformat(),
             "created_by": f"{getpass.getuser()}@{socket.gethostname()}",
             "artifacts": entries,
+            "aliases": _exported_aliases(store, versions),
         }
         (staging / INDEX).write_text(json.dumps(index, indent=2) + "\n")
         if target.exists():
@@ -79,6 +85,17 @@ def export_closure(store: ManifestStore, reference: str, out: str, progress=None
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return index
+
+
+def _exported_aliases(store: ManifestStore, versions: list[Manifest]) -> list[dict[str, Any]]:
+    """Every alias of the source store that points at one of the exported versions."""
+    exported = {(m.name, m.version) for m in versions}
+    found = []
+    for name in sorted({m.name for m in versions}):
+        for alias, version in sorted(store.aliases(name).items()):
+            if (name, version) in exported:
+                found.append({"name": name, "alias": alias, "version": version})
+    return found
 
 
 def _export_version(manifest: Manifest, bundle: Path, same_data: dict[str, Any] | None) -> dict[str, Any]:
@@ -166,10 +183,28 @@ def _local_digest(path: Path) -> str:
 # -- import ----------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class AliasConflict:
+    """A bundle alias the target already has on another version: import leaves it where it is."""
+
+    name: str
+    alias: str
+    wanted: str  # the target ref the bundle's alias maps to
+    current: str  # the target ref the alias points at now
+
+    def message(self) -> str:
+        return (
+            f"{self.name}:{self.alias} already points at {self.current} here, the bundle has it on {self.wanted}; "
+            f"left unchanged (move it with `nemotron-art alias {self.wanted} {self.alias}`)"
+        )
+
+
 @dataclass
 class ImportResult:
     mapping: dict[str, str] = field(default_factory=dict)  # bundle ref -> ref in the target store
     reused: list[str] = field(default_factory=list)  # bundle refs that were already there
+    aliases: dict[str, str] = field(default_factory=dict)  # "name:alias" -> target ref it points at
+    alias_conflicts: list[AliasConflict] = field(default_factory=list)  # aliases left where they were
     owned: bool = False
     owner_note: str = ""
 
@@ -211,6 +246,7 @@ def check_bundle(bundle: Path, index: dict[str, Any]) -> dict[str, Manifest]:
         if entry.get("data") and entry["data"] not in checked:
             checked.add(entry["data"])
             problems.extend(_check_data(fs, bundle, entry))
+    problems.extend(_alias_problems(index.get("aliases", []), manifests))
     for ref, manifest in manifests.items():
         problems.extend(
             f"{ref} uses {used}, which is not in the bundle"
@@ -224,6 +260,23 @@ def check_bundle(bundle: Path, index: dict[str, Any]) -> dict[str, Manifest]:
             "Copy the bundle again from its source (or export it again)."
         )
     return manifests
+
+
+def _alias_problems(aliases: Any, manifests: dict[str, Manifest]) -> list[str]:
+    """Alias entries of the index that could not be imported: checked before anything is written."""
+    if not isinstance(aliases, list):
+        return ["the index's aliases are not a list"]
+    problems = []
+    for entry in aliases:
+        try:
+            validate_alias(entry["alias"])
+            ref = f"{entry['name']}:v{int(entry['version'])}"
+        except (KeyError, TypeError, ValueError, NemotronError):
+            problems.append(f"alias entry {entry!r} is malformed")
+            continue
+        if ref not in manifests:
+            problems.append(f"alias {entry['name']}:{entry['alias']} points at {ref}, which is not in the bundle")
+    return problems
 
 
 def _check_data(fs, bundle: Path, entry: dict[str, Any]) -> list[str]:
@@ -265,7 +318,22 @@ def import_bundle(store: ManifestStore, path: str, progress=None) -> ImportResul
             result.mapping[source.ref] = _commit(store, source.name, record, exact).ref
         if progress:
             progress(source.ref, result.mapping[source.ref], source.ref in result.reused)
+    _import_aliases(store, index.get("aliases", []), result, bundle)
     return result
+
+
+def _import_aliases(store: ManifestStore, aliases: list[dict[str, Any]], result: ImportResult, bundle: Path) -> None:
+    """Point each bundle alias at its mapped version, unless the target has that alias on another version."""
+    for entry in aliases:
+        name, alias = entry["name"], entry["alias"]
+        wanted = result.mapping[f"{name}:v{entry['version']}"]  # check_bundle: the bundle carries it
+        current = store.aliases(name).get(alias)
+        if current is None:
+            store.set_alias(wanted, alias, note=f"import-bundle {bundle}")
+        elif f"{name}:v{current}" != wanted:
+            result.alias_conflicts.append(AliasConflict(name, alias, wanted, f"{name}:v{current}"))
+            continue
+        result.aliases[f"{name}:{alias}"] = wanted
 
 
 def _claim(bundle: Path, store: ManifestStore) -> tuple[bool, str]:

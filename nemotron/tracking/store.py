@@ -381,8 +381,9 @@ class ManifestStore:
             )
         return version
 
-    def set_alias(self, ref: ArtifactRef | str, alias: str) -> int:
-        """Point `alias` at the version `ref` names; the change is appended to the alias history."""
+    def set_alias(self, ref: ArtifactRef | str, alias: str, note: str | None = None) -> int:
+        """Point `alias` at the version `ref` names; the change (with `note`, if given: what made it) is
+        appended to the alias history."""
         validate_alias(alias)
         manifest = self.resolve(ref)
         self.check_writable()
@@ -395,6 +396,8 @@ class ManifestStore:
             "user": getpass.getuser(),
             "host": socket.gethostname(),
         }
+        if note:
+            event["note"] = note
         stamp = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         self._create(self._p(manifest.name, "alias_history", f"{stamp}.json"), json.dumps(event).encode())
         self._put(self._p(manifest.name, "aliases", alias), f"v{manifest.version}".encode())

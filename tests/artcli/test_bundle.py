@@ -133,3 +133,69 @@ def test_export_refuses_data_that_changed_since_commit(tmp_path):
     result = _art(root, tmp_path, "export", "raw-text", "--closure", str(existing), expect=2)
     assert "already exists and is not empty" in result.stderr
     assert [p.name for p in existing.iterdir()] == ["keep.txt"]
+
+
+def test_aliases_travel_with_the_bundle_and_never_move_an_existing_alias(tmp_path):
+    from nemotron.artifacts.types import EvalResultsArtifact, ModelArtifact
+    from nemotron.tracking.store import ManifestStore
+
+    source_root = build_pipeline(tmp_path / "src")
+    source = ManifestStore(str(source_root))
+    source.set_alias("sft-model:v1", "production")
+    source.set_alias("eval:v1", "candidate")
+    newer = EvalResultsArtifact(path=str(tmp_path / "src" / "data" / "eval"), metrics={"gsm8k": {"accuracy": 0.6}})
+    commit(source_root, newer, "eval")
+    source.set_alias("eval:v2", "newer")  # on a version the bundle does not carry: not exported
+    bundle = tmp_path / "bundle"
+    index = json.loads(_art(source_root, tmp_path, "export", "eval:v1", "--closure", str(bundle), "--json").stdout)
+    assert index["aliases"] == [
+        {"name": "eval", "alias": "candidate", "version": 1},
+        {"name": "sft-model", "alias": "production", "version": 1},
+    ]
+
+    # an empty root gets both aliases, recorded in its alias history as made by the import
+    empty = tmp_path / "empty"
+    result = json.loads(_art(empty, tmp_path, "import-bundle", str(bundle), "--json").stdout)
+    assert result["aliases"] == {"eval:candidate": "eval:v1", "sft-model:production": "sft-model:v1"}
+    assert result["alias_conflicts"] == []
+    assert json.loads(_art(empty, tmp_path, "show", "sft-model:production", "--json").stdout)["version"] == 1
+    history = ManifestStore(str(empty)).alias_history("sft-model")
+    assert [(e["alias"], e["version"], e["note"].startswith("import-bundle ")) for e in history] == [
+        ("production", 1, True)
+    ]
+
+    # a root whose `production` already points at its own sft-model:v1: the alias stays there
+    busy = tmp_path / "busy"
+    ckpt = write_files(tmp_path / "own-ckpt", {"model.safetensors": b"mine"})
+    commit(busy, ModelArtifact(path=str(ckpt), step=1, stage="sft"), "sft-model", stage="register")
+    ManifestStore(str(busy)).set_alias("sft-model:v1", "production")
+    run = _art(busy, tmp_path, "import-bundle", str(bundle), "--json")
+    result = json.loads(run.stdout)
+    assert result["mapping"]["sft-model:v1"] == "sft-model:v2"
+    assert result["aliases"] == {"eval:candidate": "eval:v1"}
+    assert result["alias_conflicts"] == [
+        {"name": "sft-model", "alias": "production", "wanted": "sft-model:v2", "current": "sft-model:v1"}
+    ]
+    assert "sft-model:production already points at sft-model:v1" in run.stderr
+    assert "nemotron-art alias sft-model:v2 production" in run.stderr
+    assert ManifestStore(str(busy)).aliases("sft-model") == {"production": 1}
+
+    # importing again changes nothing; the aliases it set are recognised as already in place
+    before = tree(busy)
+    again = json.loads(_art(busy, tmp_path, "import-bundle", str(bundle), "--json").stdout)
+    assert again["aliases"] == {"eval:candidate": "eval:v1"} and len(again["alias_conflicts"]) == 1
+    assert tree(busy) == before
+
+
+def test_a_bundle_alias_on_a_version_it_does_not_carry_is_refused(pipeline, tmp_path):
+    bundle = tmp_path / "bundle"
+    _art(pipeline["root"], tmp_path, "export", "tokenizer", "--closure", str(bundle))
+    index_file = bundle / "nemotron-bundle.json"
+    index = json.loads(index_file.read_text())
+    index["aliases"] = [{"name": "tokenizer", "alias": "prod", "version": 7}, {"name": "tokenizer", "alias": "latest"}]
+    index_file.write_text(json.dumps(index))
+    empty = tmp_path / "empty"
+    result = _art(empty, tmp_path, "import-bundle", str(bundle), expect=2)
+    assert "alias tokenizer:prod points at tokenizer:v7, which is not in the bundle" in result.stderr
+    assert "is malformed" in result.stderr
+    assert not empty.exists()
