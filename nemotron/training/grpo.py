@@ -79,7 +79,8 @@ def grpo_loss(policy: Any, batch: Rollout, *, clip_eps: float, kl_coef: float) -
     tokens = mask.sum().clamp(min=1)
     loss = (per_token * mask).sum() / tokens
     clipped = ((ratio - 1).abs() > clip_eps).float()
-    stats = {"kl": float((kl * mask).sum() / tokens), "clip_fraction": float((clipped * mask).sum() / tokens)}
+    with torch.no_grad():
+        stats = {"kl": float((kl * mask).sum() / tokens), "clip_fraction": float((clipped * mask).sum() / tokens)}
     return loss, stats
 
 
