@@ -151,10 +151,27 @@ def _emit(text: str, output: str | None) -> int:
 
 
 def alias(store: ManifestStore, args: Namespace) -> int:
+    from nemotron.tracking.wandb_mirror import mirror_alias
+
     ref = ArtifactRef.parse(args.ref)
     version = store.set_alias(ref, args.alias)
     console.print(f"{ref.name}:{args.alias} -> v{version}")
+    mirrored = mirror_alias(store, store.manifest(ref.name, version), args.alias)  # None: no W&B mirror
+    if mirrored is not None:
+        console.print(_wandb_alias_line(mirrored, f"{ref.name}:v{version}"))
     return 0
+
+
+def _wandb_alias_line(mirrored: dict, exact: str) -> str:
+    alias, where = mirrored["alias"], mirrored["wandb"]
+    if mirrored["status"] == "applied":
+        return f"W&B: {where} has the alias {alias}"
+    if mirrored["status"] == "pending":
+        return (
+            f"W&B: alias {alias} is pending for {where} ({mirrored['reason']}); rerun "
+            f"`nemotron-art alias {exact} {alias}` online to apply it"
+        )
+    return f"W&B: not changed ({mirrored['reason']})"
 
 
 def fsck(store: ManifestStore, args: Namespace) -> int:

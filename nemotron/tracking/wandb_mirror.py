@@ -29,13 +29,15 @@ prints or stores it, and scrubs secret-named environment values from the warning
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ from nemotron.tracking.runinfo import REDACTED, is_rank0, is_secret_name, redact
 SIDECAR = "wandb.json"
 DEFAULT_PROJECT = "nemotron"
 WAIT_TIMEOUT_S = 120
+API_TIMEOUT_S = 30
 _LOG = logging.getLogger("nemotron.wandb")
 # W&B artifact types by our class (or a base class) name; anything else is a generic "artifact".
 _WANDB_TYPES = {
@@ -56,6 +59,51 @@ _WANDB_TYPES = {
     "_DataArtifact": "dataset",
 }
 _REFERENCE_SCHEMES = ("file://", "s3://", "gs://", "http://", "https://")
+
+
+# -- the one seam where W&B objects come from ----------------------------------------------------------------
+
+
+def _wandb_init(**kwargs: Any) -> Any:
+    """`wandb.init` with nemotron's quiet settings: a run to log to."""
+    import wandb
+
+    settings = wandb.Settings(silent=True, console="off", save_code=False, x_disable_stats=True)
+    return wandb.init(settings=settings, **kwargs)
+
+
+def _wandb_api() -> Any:
+    """`wandb.Api`: the public API (resolving `wandb://` references, changing aliases; online only)."""
+    import wandb
+
+    return wandb.Api(timeout=API_TIMEOUT_S)
+
+
+@dataclass(frozen=True)
+class WandbClient:
+    """Where every W&B object nemotron uses comes from: `init(**kwargs)` gives a run (the arguments of
+    `wandb.init`, settings aside), `api()` a public API object. The real ones by default; tests install fakes
+    with `using_client(...)` and assert what nemotron sends (nothing patches the wandb library)."""
+
+    init: Callable[..., Any] = _wandb_init
+    api: Callable[[], Any] = _wandb_api
+
+
+_CLIENT: contextvars.ContextVar[WandbClient | None] = contextvars.ContextVar("nemotron_wandb_client", default=None)
+
+
+def _client() -> WandbClient:
+    return _CLIENT.get() or WandbClient()
+
+
+@contextlib.contextmanager
+def using_client(client: WandbClient) -> Iterator[WandbClient]:
+    """Use `client` for every W&B call made inside the block (in this thread or task)."""
+    token = _CLIENT.set(client)
+    try:
+        yield client
+    finally:
+        _CLIENT.reset(token)
 
 
 def version_alias(version: int) -> str:
@@ -126,10 +174,11 @@ def mirror(
         kept = ", ".join(m.ref for _, m in outputs if m) or "none (no manifest store)"
         _LOG.warning(
             "W&B mirror failed; the job goes on and its committed manifest records are unaffected (%s). "
-            "W&B said: %s. To mirror later, rerun when W&B is reachable (WANDB_INIT_TIMEOUT sets how long to "
+            "W&B said: %s.%s To mirror later, rerun when W&B is reachable (WANDB_INIT_TIMEOUT sets how long to "
             "wait), or set WANDB_MODE=offline and `wandb sync` the run.",
             kept,
             error,
+            _comm_hint(exc, target.entity, target.project or DEFAULT_PROJECT, "write to"),
         )
         records = [{**target.planned(_name(a, m)), "status": "failed", "error": error} for a, m in outputs]
     for (_, manifest), record in zip(outputs, records, strict=True):
@@ -153,8 +202,7 @@ def _log_run(
 ) -> list[dict[str, Any]]:
     import wandb
 
-    settings = wandb.Settings(silent=True, console="off", save_code=False, x_disable_stats=True)
-    run = wandb.init(
+    run = _client().init(
         project=target.project or DEFAULT_PROJECT,
         entity=target.entity,
         id=target.run_id,
@@ -162,7 +210,6 @@ def _log_run(
         config=_run_config(record),
         dir=os.environ.get("WANDB_DIR") or run_dir,
         reinit="create_new",  # never finish a run the user's own script has open
-        settings=settings,
     )
     try:
         if run.disabled:
@@ -363,6 +410,82 @@ def _scrub(text: str) -> str:
     return text
 
 
+# -- aliases ------------------------------------------------------------------------------------------------
+
+
+def mirror_alias(store: Any, manifest: Manifest, alias: str) -> dict[str, Any] | None:
+    """Give the W&B mirror of `manifest` the alias `alias` too (after the store set it); never raises.
+
+    None if the version has no W&B mirror record. Otherwise a record with `status`: `applied` (W&B moved the
+    alias there: W&B keeps one version per alias and name, like the store), `pending` (not possible now:
+    offline, or W&B failed; kept in the version's `wandb.json` under `pending_aliases`, and rerunning the alias
+    command online applies it), or `skipped` (the version never reached W&B, or W&B is disabled).
+    """
+    record = wandb_record(store, manifest)
+    if record is None:
+        return None
+    target = _alias_target(record, manifest)
+    base = {"alias": alias, "wandb": target}
+    if manifest.origin:
+        origin = manifest.origin.get("store")
+        return {**base, "status": "skipped", "reason": f"imported from {origin}: its W&B mirror belongs to that store"}
+    if record.get("status") in ("failed", "disabled"):
+        return {**base, "status": "skipped", "reason": f"this version was never mirrored to W&B ({record['status']})"}
+    if _mode() == "disabled":
+        return {**base, "status": "skipped", "reason": "WANDB_MODE=disabled"}
+    if _mode() in ("offline", "dryrun"):
+        reason = f"WANDB_MODE={_mode()}: W&B aliases can only be changed online"
+        return _pending(store, manifest, record, {**base, "status": "pending", "reason": reason})
+    try:
+        with _quiet_wandb():
+            _add_alias(_client().api(), target, alias)
+    except Exception as exc:
+        entity, project = _entity_project(target)
+        error = " ".join(_scrub(f"{type(exc).__name__}: {exc}").split()) + _comm_hint(exc, entity, project, "write to")
+        _LOG.warning("W&B did not take the alias %s of %s (the store has it): %s", alias, manifest.ref, error)
+        return _pending(store, manifest, record, {**base, "status": "pending", "reason": error})
+    _forget_pending(store, manifest, record, alias)
+    return {**base, "status": "applied"}
+
+
+def _alias_target(record: dict[str, Any], manifest: Manifest) -> str:
+    """The W&B path of a version's mirror: its qualified name once known, else its `manifest-vN` alias."""
+    if record.get("qualified_name"):
+        return str(record["qualified_name"])
+    prefix = f"{record['entity']}/" if record.get("entity") else ""
+    return f"{prefix}{record.get('project') or DEFAULT_PROJECT}/{record.get('artifact') or manifest.name}:" + (
+        version_alias(manifest.version)
+    )
+
+
+def _add_alias(api: Any, path: str, alias: str) -> None:
+    artifact = api.artifact(path)
+    if alias not in artifact.aliases:
+        artifact.aliases = [*artifact.aliases, alias]
+        artifact.save()
+
+
+def _pending(store: Any, manifest: Manifest, record: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """Record an alias W&B does not have yet in the version's `wandb.json`; returns `result`."""
+    pending = [p for p in record.get("pending_aliases", []) if p.get("alias") != result["alias"]]
+    pending.append({"alias": result["alias"], "at": datetime.now(timezone.utc).isoformat(), "reason": result["reason"]})
+    _update_sidecar(store, manifest, {"pending_aliases": pending})
+    return result
+
+
+def _forget_pending(store: Any, manifest: Manifest, record: dict[str, Any], alias: str) -> None:
+    pending = record.get("pending_aliases", [])
+    if any(p.get("alias") == alias for p in pending):
+        _update_sidecar(store, manifest, {"pending_aliases": [p for p in pending if p.get("alias") != alias]})
+
+
+def _update_sidecar(store: Any, manifest: Manifest, changes: dict[str, Any]) -> None:
+    try:
+        store.write_sidecar(manifest, SIDECAR, {**(store.read_sidecar(manifest, SIDECAR) or {}), **changes})
+    except Exception as exc:  # the alias is set in the store; only the note about W&B is lost
+        _LOG.warning("Could not record the W&B alias state of %s in the store: %s", manifest.ref, _scrub(str(exc)))
+
+
 # -- resolving wandb:// references ------------------------------------------------------------------------
 
 
@@ -396,16 +519,15 @@ class WandbArtifact:
 
 def fetch(path: str) -> WandbArtifact:
     """The W&B artifact at `entity/project/name:selector` (online only)."""
-    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
+    if _mode() in ("offline", "disabled", "dryrun"):
         raise NemotronError(
             f"wandb://{path} cannot be resolved with WANDB_MODE={os.environ['WANDB_MODE']}: W&B references "
             "resolve only online. Use the manifest store's reference (name:vN) instead."
         )
+    entity, project = _entity_project(path)
     try:
         with _quiet_wandb():
-            import wandb
-
-            found = wandb.Api(timeout=30).artifact(path)
+            found = _client().api().artifact(path)
             references = [e.ref for e in found.manifest.entries.values() if e.ref]
             return WandbArtifact(
                 path=found.qualified_name,
@@ -417,10 +539,39 @@ def fetch(path: str) -> WandbArtifact:
     except ImportError as exc:
         raise NemotronError("wandb:// references need the wandb extra: pip install 'nemotron[wandb]'.") from exc
     except Exception as exc:
-        raise NemotronError(
-            f"Cannot resolve wandb://{path}: {_scrub(f'{type(exc).__name__}: {exc}')}. Check the entity, project, "
-            "name and alias, that WANDB_API_KEY (or `wandb login`) is set up, and that W&B is reachable."
-        ) from exc
+        hint = _comm_hint(exc, entity, project, "read") or (
+            " Check the entity, project, name and alias, that WANDB_API_KEY (or `wandb login`) is set up, and "
+            "that W&B is reachable."
+        )
+        raise NemotronError(f"Cannot resolve wandb://{path}: {_scrub(f'{type(exc).__name__}: {exc}')}.{hint}") from exc
+
+
+def _mode() -> str:
+    return os.environ.get("WANDB_MODE", "").lower()
+
+
+def _entity_project(path: str) -> tuple[str | None, str]:
+    """(entity, project) of `entity/project/name:selector` or `project/name:selector`."""
+    parts = path.split("/")
+    return (parts[0], parts[1]) if len(parts) >= 3 else (None, parts[0])
+
+
+def _comm_hint(exc: BaseException, entity: str | None, project: str, action: str) -> str:
+    """For W&B's CommError (what it raises for an unknown entity or project, or no access): a sentence that
+    names both; else ''."""
+    try:
+        from wandb.errors import AuthenticationError, CommError
+    except ImportError:
+        return ""
+    if isinstance(exc, AuthenticationError):
+        return " W&B rejected the credentials: set WANDB_API_KEY or run `wandb login`."
+    if not isinstance(exc, CommError):
+        return ""
+    who = f"entity {entity!r}" if entity else "your default W&B entity"
+    return (
+        f" Check that the W&B {who} and project {project!r} exist and that your W&B user may {action} them "
+        "(wandb.entity=..., wandb.project=...), and that W&B is reachable."
+    )
 
 
 def _common_path(references: list[str]) -> str | None:
