@@ -56,7 +56,7 @@ class NemotronSlurmLauncher(BaseSubmititLauncher):
             checks.check_settings(params)
             checks.check_overrides(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
             checks.check_no_secret_values(OmegaConf.to_container(config, resolve=False), "the job's config")
-            if not params.get("dry_run"):
+            if not params.get("dry_run") and not _stage_dry_run(config):
                 checks.check_cluster(_partition(params))
                 if params.get("wait", True) and not checks.sacct_works():
                     log.warning(
@@ -85,6 +85,11 @@ class NemotronSlurmLauncher(BaseSubmititLauncher):
             artifacts = slurm.expected_artifacts(job_config)
             planned.append(slurm.PlannedJob(idx, list(filter_overrides(overrides)), str(output_dir), artifacts))
             job_configs.append(job_config)
+
+        if all(_stage_dry_run(config) for config in job_configs):
+            # stage.dry_run=true (model.backend=megatron): the stage itself prints its backend's configuration
+            # and Slurm submission on this host; nothing is submitted.
+            return [self._run_here(config) for config in job_configs]
 
         store = _store_root(job_configs[0])
         workdir = os.getcwd()
@@ -125,6 +130,22 @@ class NemotronSlurmLauncher(BaseSubmititLauncher):
         results = slurm.wait_for(jobs, planned)
         slurm.print_committed(results, planned)
         return results
+
+    def _run_here(self, job_config: DictConfig) -> JobReturn:
+        """Run one job in this process, as Hydra's basic launcher does."""
+        from hydra.core.hydra_config import HydraConfig
+
+        assert self.hydra_context is not None and self.task_function is not None
+        with open_dict(job_config.hydra.job):
+            job_config.hydra.job.id = f"dry_run_{job_config.hydra.job.num}"
+        HydraConfig.instance().set_config(job_config)
+        return run_job(
+            hydra_context=self.hydra_context,
+            task_function=self.task_function,
+            config=job_config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
 
     # -- on the node ----------------------------------------------------------------------------------
 
@@ -188,6 +209,14 @@ def _partition(params: dict[str, Any]) -> str | None:
     if not params.get("wait", True) and params.get("batch_partition"):
         return params["batch_partition"]
     return params.get("partition")
+
+
+def _stage_dry_run(config: DictConfig) -> bool:
+    """`stage.dry_run=true`: the stage only shows what it would submit, so it runs on this host."""
+    try:
+        return bool(OmegaConf.select(config, "stage.dry_run", default=False))
+    except Exception:  # an interpolation only the job can resolve: not a dry run
+        return False
 
 
 def _not_run(job: Any) -> JobReturn:

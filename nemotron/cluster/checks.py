@@ -7,6 +7,7 @@ launcher turns it into a non-zero exit without a traceback. Checks that need the
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -117,26 +118,43 @@ def check_parallelism(job_config: Mapping[str, Any], params: Mapping[str, Any]) 
     sizes = _parallel_sizes(job_config)
     if not sizes:
         return
-    described = " x ".join(f"{key}={value}" for key, value in sizes.items())
-    per_replica = 1
-    for value in sizes.values():
-        per_replica *= value
     gpus_per_node = int(params.get("gpus_per_node") or 0)
     nodes = int(params.get("nodes") or 1)
+    expert = _expert_size(job_config)
+    check_parallel_sizes(sizes, nodes=nodes, gpus_per_node=gpus_per_node, expert=expert)
+
+
+def check_parallel_sizes(
+    sizes: Mapping[str, int], *, nodes: int, gpus_per_node: int, expert: int = 1, where: str = "launcher"
+) -> None:
+    """`sizes` (tensor, pipeline, context) multiply to the GPUs of one model replica, which must divide the
+    total; the tensor size must fit within a node or span whole nodes; expert x expert-tensor parallel
+    (`expert`) must divide the GPUs of one pipeline stage, as Megatron requires."""
+    sizes = {key: int(value) for key, value in sizes.items() if int(value) > 1}
+    described = " x ".join(f"{key}={value}" for key, value in sizes.items()) or "no model parallelism"
+    per_replica = math.prod(sizes.values())
     if gpus_per_node < 1:
         raise ClusterError(
-            f"The model is parallelised ({described}) but launcher.gpus_per_node is not set. Set it to the GPUs "
-            "of one node, e.g. launcher.gpus_per_node=8."
+            f"The model is parallelised ({described}) but {where}.gpus_per_node is not set. Set it to the GPUs "
+            f"of one node, e.g. {where}.gpus_per_node=8."
         )
     total = gpus_per_node * nodes
     tensor = next((v for k, v in sizes.items() if k in _PARALLEL_KEYS["tensor"]), 1)
     fits_node = gpus_per_node % tensor == 0 if tensor <= gpus_per_node else tensor % gpus_per_node == 0
     if total % per_replica or not fits_node:
         raise ClusterError(
-            f"launcher.gpus_per_node={gpus_per_node} on launcher.nodes={nodes} gives {total} GPUs, which the "
+            f"{where}.gpus_per_node={gpus_per_node} on {where}.nodes={nodes} gives {total} GPUs, which the "
             f"model's parallelism cannot use: {described} = {per_replica} GPUs per model replica must divide the "
             f"total GPUs, and gpus_per_node must be a multiple of the tensor parallel size ({tensor}) or divide "
-            "it. Change launcher.gpus_per_node or launcher.nodes, or the parallel sizes."
+            f"it. Change {where}.gpus_per_node or {where}.nodes, or the parallel sizes."
+        )
+    pipeline = next((v for k, v in sizes.items() if k in _PARALLEL_KEYS["pipeline"]), 1)
+    if expert > 1 and (total // pipeline) % expert:
+        raise ClusterError(
+            f"Expert parallelism needs {expert} GPUs per expert group (expert_model_parallel_size x "
+            f"expert_tensor_parallel_size), which must divide the {total // pipeline} GPUs of one pipeline stage "
+            f"({total} GPUs / pipeline size {pipeline}). Change the expert parallel size, or {where}.nodes or "
+            f"{where}.gpus_per_node."
         )
 
 
@@ -181,13 +199,28 @@ def _at_least(params: Mapping[str, Any], key: str, minimum: int, why: str, optio
 
 
 def _parallel_sizes(job_config: Mapping[str, Any]) -> dict[str, int]:
+    """The declared parallel sizes: `model.parallelism` when the model has one (Megatron-Bridge models), else
+    any size named anywhere in the model and stage sections."""
+    model = job_config.get("model")
+    declared = model.get("parallelism") if isinstance(model, Mapping) else None
+    sections = [declared] if isinstance(declared, Mapping) else [model, job_config.get("stage")]
     sizes: dict[str, int] = {}
     names = {name for group in _PARALLEL_KEYS.values() for name in group}
-    for section in ("model", "stage"):
-        for key, value in _items(job_config.get(section), depth=3):
+    for section in sections:
+        for key, value in _items(section, depth=3):
             if key in names and isinstance(value, int) and not isinstance(value, bool) and value > 1:
                 sizes.setdefault(key, value)
     return sizes
+
+
+def _expert_size(job_config: Mapping[str, Any]) -> int:
+    """expert_model_parallel_size x expert_tensor_parallel_size of `model.parallelism` (1 when not declared)."""
+    model = job_config.get("model")
+    declared = model.get("parallelism") if isinstance(model, Mapping) else None
+    if not isinstance(declared, Mapping):
+        return 1
+    sizes = [declared.get(key) for key in ("expert_model_parallel_size", "expert_tensor_parallel_size")]
+    return math.prod(value for value in sizes if isinstance(value, int) and value > 0)
 
 
 def _items(node: Any, depth: int):

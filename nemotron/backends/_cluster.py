@@ -1,0 +1,163 @@
+"""What the two backends share: the cluster shape, the sbatch script around their srun steps, the dry-run print.
+
+The cluster comes from the job config's `launcher:` node (the keys of `conf/launcher/slurm.yaml`, set by a
+cluster profile such as `launcher=gpu_2x8`). The script written here is the submission a user could also run
+by hand with `sbatch`: one srun step per node with the pyxis container flags on srun (never on `#SBATCH`,
+where pyxis would run the batch script itself inside the container, without srun).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from nemotron.cluster.checks import ClusterError, check_no_secret_values, check_settings
+
+# Environment variables a job needs that carry credentials: they reach the job through the environment of the
+# shell that runs sbatch (Slurm exports it), never through the script. Named in the script, never valued.
+SECRET_VARIABLES = ("WANDB_API_KEY", "HF_TOKEN")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The allocation a backend job runs in."""
+
+    nodes: int
+    gpus_per_node: int
+    tasks_per_node: int = 1
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    timeout_min: int = 60
+    exclusive: bool | None = None
+    container_image: str | None = None
+    container_mounts: tuple[str, ...] = ()
+    python: str = "python"
+    setup: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+
+def cluster_from_config(cfg: DictConfig, backend: str) -> Cluster:
+    """The cluster named by `launcher:`, checked as the Slurm launcher checks it (nodes, container python, env)."""
+    node = cfg.get("launcher")
+    if node is None or "nodes" not in node:
+        raise ClusterError(
+            f"{backend} runs on a Slurm cluster, but no cluster profile is selected (launcher=local has no nodes "
+            "or GPUs). Add one to the command, e.g. launcher=gpu_2x8 (2 nodes of 8 GPUs; copy "
+            "conf/launcher/gpu_2x8.yaml into your config dir for your own cluster)."
+        )
+    settings = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(settings, dict)
+    check_settings(settings)
+    gpus = settings.get("gpus_per_node")
+    if not isinstance(gpus, int) or gpus < 1:
+        raise ClusterError(
+            f"launcher.gpus_per_node={gpus}: {backend} needs GPUs. Set launcher.gpus_per_node to the GPUs of one "
+            "node, e.g. launcher.gpus_per_node=8."
+        )
+    if settings.get("tasks_per_node", 1) != 1:
+        raise ClusterError(
+            f"launcher.tasks_per_node={settings.get('tasks_per_node')}: {backend} starts one task per node, which "
+            "runs torchrun (or Ray) for all the node's GPUs. Set launcher.tasks_per_node=1."
+        )
+    return Cluster(
+        nodes=settings["nodes"],
+        gpus_per_node=gpus,
+        partition=settings.get("partition"),
+        account=settings.get("account"),
+        qos=settings.get("qos"),
+        timeout_min=int(settings.get("timeout_min") or 60),
+        exclusive=settings.get("exclusive"),
+        container_image=settings.get("container_image"),
+        container_mounts=tuple(settings.get("container_mounts") or ()),
+        python=str(settings.get("python") or "python"),
+        setup=tuple(settings.get("setup") or ()),
+        env={str(k): str(v) for k, v in (settings.get("env") or {}).items()},
+        settings=settings,
+    )
+
+
+def sbatch_header(cluster: Cluster, job_name: str, log_dir: Path) -> list[str]:
+    """`#SBATCH` lines, the environment exports and the setup lines of the batch script."""
+    hours, minutes = divmod(cluster.timeout_min, 60)
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name={job_name}",
+        f"#SBATCH --nodes={cluster.nodes}",
+        "#SBATCH --ntasks-per-node=1",
+        f"#SBATCH --gpus-per-node={cluster.gpus_per_node}",
+        f"#SBATCH --time={hours:02d}:{minutes:02d}:00",
+        f"#SBATCH --output={log_dir}/%x_%j.out",
+    ]
+    for key in ("partition", "account", "qos"):
+        value = getattr(cluster, key)
+        if value:
+            lines.append(f"#SBATCH --{key}={value}")
+    if cluster.exclusive:
+        lines.append("#SBATCH --exclusive")
+    lines += ["", "set -euo pipefail"]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in cluster.env.items()]
+    lines += list(cluster.setup)
+    secrets = " ".join(f"${name}" for name in SECRET_VARIABLES)
+    lines += [
+        "# The submission launcher=<profile> makes (without stage.dry_run) runs the same srun step through submitit,",
+        "# and node 0 then commits the checkpoint as an artifact. Run by hand with sbatch, nothing is committed.",
+        f"# Secrets ({secrets}) come from the environment of the shell that runs sbatch, never from here.",
+    ]
+    return lines
+
+
+def srun(cluster: Cluster, mounts: Sequence[str], workdir: str, *options: str) -> str:
+    """An srun command prefix with the pyxis container flags."""
+    parts = ["srun", *options]
+    if cluster.container_image:
+        parts.append(f"--container-image={cluster.container_image}")
+        if mounts:
+            parts.append(f"--container-mounts={','.join(mounts)}")
+        parts.append(f"--container-workdir={workdir}")
+    return " ".join(parts)
+
+
+def container_mounts(cluster: Cluster, paths: Sequence[str | None]) -> list[str]:
+    """The profile's mounts plus `P:P` for each local path the job reads or writes that they do not cover."""
+    from nemotron.cluster.slurm import container_auto_mounts
+
+    user = list(cluster.container_mounts)
+    return list(dict.fromkeys([*user, *container_auto_mounts(paths, user)]))
+
+
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    return OmegaConf.to_yaml(OmegaConf.create(dict(data)), sort_keys=False)
+
+
+def write_and_show(title: str, config: Mapping[str, Any], config_path: Path, script: str, script_path: Path) -> None:
+    """Write the backend config and the sbatch script, check them for secrets, and print both (dry run)."""
+    text = dump_yaml(config)
+    check_no_secret_values({"config": text, "script": script}, "the generated configuration or sbatch script")
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(text)
+    script_path.write_text(script)
+    out = sys.stdout
+    out.write(f"# ---- {title}: {config_path}\n{text}")
+    out.write(f"# ---- sbatch script (dry run, nothing submitted): {script_path}\n{script}")
+    out.write(f"# ---- to submit it yourself: sbatch {script_path}\n")
+    out.flush()
+
+
+def require_paths(paths: Mapping[str, str]) -> None:
+    """Every local input path exists (remote URLs are the job's to read)."""
+    for what, path in paths.items():
+        if "://" not in path and not os.path.exists(path):
+            raise ClusterError(f"{what} {path} does not exist on this host; the job would fail to read it.")

@@ -1,0 +1,376 @@
+"""NeMo-RL backend: `stage=rl` with `model.backend=megatron` (e.g. `model=nano3`) runs GRPO with NeMo-RL v0.7.
+
+    python -m nemotron stage=rl model=nano3 launcher=gpu_2x8 stage.dry_run=true   # print, submit nothing
+
+The config is NeMo-RL's own schema (`grpo`, `loss_fn`, `checkpointing`, `policy`, `data`, `env`, `logger`,
+`cluster`), written as YAML whose `defaults:` names NeMo-RL's example config (`model.rl.base_config`, inside
+the container), so it holds only the values our config owns. The data is a `SplitJsonlDataArtifact` of
+`{"problem", "expected_answer"}` rows, read through NeMo-RL's `ResponseDataset` and `math_hf_data_processor`
+and rewarded by the `math` environment.
+
+Ray runs inside the Slurm allocation: the first node starts the Ray head, the others join it as workers, and
+the first node then runs NeMo-RL's GRPO entry point (`examples/run_grpo.py --config FILE`), which places its
+workers on the whole Ray cluster. Node 0 returns the checkpoint directory as a `ModelArtifact` (format
+`nemo_rl`) whose `base_model` is the pinned starting model.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from pydantic import BaseModel, ConfigDict
+
+from nemotron.artifacts import ModelArtifact, SplitJsonlDataArtifact
+from nemotron.backends import _cluster
+from nemotron.errors import NemotronError
+
+RAY_PORT = 6379
+CONFIG_FILE = "nemo_rl_grpo.yaml"
+SCRIPT_FILE = "nemo_rl_grpo.sbatch"
+ENTRY_POINT = "examples/run_grpo.py"
+NOT_INSTALLED = (
+    "NeMo-RL is not installed in this environment; run inside the NeMo-RL container (set as "
+    "launcher.container_image, with model.rl.nemo_rl_dir pointing at its checkout, /opt/nemo-rl by default). "
+    "To see the configuration and the Slurm submission without it, add stage.dry_run=true."
+)
+
+
+class GRPOStageParams(BaseModel):
+    """The `stage:` keys of `conf/stage/rl.yaml` this backend reads."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    model: str
+    model_uri: str
+    data_uri: str
+    steps: int
+    prompts_per_step: int = 16
+    group_size: int = 8
+    max_new_tokens: int = 32
+    temperature: float = 1.0
+    lr: float = 3.0e-5
+    min_lr: float = 3.0e-5
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    clip_eps: float = 0.2
+    kl_coef: float = 0.02
+    grad_clip: float = 1.0
+    eval_every: int = 5
+    eval_problems: int = 200
+    checkpoint_every: int = 10
+    seed: int = 1234
+    output_dir: str | None = None
+    dry_run: bool = False
+
+
+def run(cfg: DictConfig) -> ModelArtifact | None:
+    """Build the GRPO config for the pinned model and data; print it (dry run) or run it in this allocation."""
+    from nemotron.stages import stage_params
+    from nemotron.stages._training import load_input
+
+    params = stage_params(cfg, GRPOStageParams)
+    cluster = _cluster.cluster_from_config(cfg, "NeMo-RL") if params.dry_run else _job_cluster(cfg)
+    out = _output_dir(params)
+    base = load_input(cfg, params.model_uri, ModelArtifact)
+    data = load_input(cfg, params.data_uri, SplitJsonlDataArtifact)
+    config = build_config(cfg, params, cluster, base, data, out)
+    config_path, script_path = out / CONFIG_FILE, out / SCRIPT_FILE
+    rl = rl_settings(cfg)
+    if params.dry_run:
+        inputs = [str(base.path), *(str(Path(p).parent) for p in (data.train, data.val) if p)]
+        script = submission_script(cluster, rl, config_path, out, inputs)
+        _cluster.write_and_show("NeMo-RL GRPO config", config, config_path, script, script_path)
+        return None
+    _cluster.check_no_secret_values(config, "the NeMo-RL configuration")
+    config_path.write_text(_cluster.dump_yaml(config))
+    return _run_on_node(cfg, cluster, rl, params, config, config_path, base)
+
+
+def rl_settings(cfg: DictConfig) -> dict[str, Any]:
+    rl = cfg.model.get("rl")
+    if rl is None:
+        raise NemotronError(
+            f"model={cfg.model.get('name')} has no `rl:` section: NeMo-RL needs its policy settings "
+            "(max_total_sequence_length, batch sizes, megatron_cfg or dtensor_cfg, vllm_cfg): see "
+            "conf/model/nano3.yaml."
+        )
+    values = OmegaConf.to_container(rl, resolve=True)
+    assert isinstance(values, dict)
+    return values
+
+
+def build_config(
+    cfg: DictConfig,
+    params: GRPOStageParams,
+    cluster: _cluster.Cluster,
+    base: ModelArtifact,
+    data: SplitJsonlDataArtifact,
+    out: Path,
+) -> dict[str, Any]:
+    """The GRPO configuration in NeMo-RL v0.7's schema."""
+    rl = rl_settings(cfg)
+    if not data.train:
+        raise NemotronError(f"{data.uri or data.path} has no train split: GRPO needs training problems.")
+    check_parallelism(rl, cluster)
+    return {
+        "defaults": str(Path(rl.get("nemo_rl_dir", "/opt/nemo-rl")) / rl["base_config"]),
+        "grpo": {
+            "num_prompts_per_step": params.prompts_per_step,
+            "num_generations_per_prompt": params.group_size,
+            "max_num_steps": params.steps,
+            "val_period": params.eval_every,
+            "max_val_samples": params.eval_problems,
+            "seed": params.seed,
+        },
+        "loss_fn": {
+            "reference_policy_kl_penalty": params.kl_coef,
+            "ratio_clip_min": params.clip_eps,
+            "ratio_clip_max": params.clip_eps,
+            "token_level_loss": True,
+        },
+        "checkpointing": {
+            "enabled": True,
+            "checkpoint_dir": str(out / "checkpoints"),
+            "save_period": params.checkpoint_every,
+            "metric_name": "val:accuracy",
+            "higher_is_better": True,
+            "keep_top_k": 3,
+        },
+        "policy": policy(cfg, params, rl, base),
+        "data": {
+            "max_input_seq_length": rl["max_total_sequence_length"],
+            "shuffle": True,
+            "train": {
+                "data_path": str(data.train),
+                "input_key": "problem",
+                "output_key": "expected_answer",
+                "split_validation_size": 0.0,
+                "seed": params.seed,
+            },
+            "validation": (
+                {"data_path": str(data.val), "input_key": "problem", "output_key": "expected_answer"}
+                if data.val
+                else None
+            ),
+            "default": {
+                "dataset_name": "ResponseDataset",
+                "prompt_file": "examples/prompts/cot.txt",
+                "processor": "math_hf_data_processor",
+                "env_name": "math",
+            },
+        },
+        "env": {"math": {"num_workers": 8, "math_verify_impl": "hf_math_verify"}},
+        "logger": logger(cfg, params, out),
+        "cluster": {"num_nodes": cluster.nodes, "gpus_per_node": cluster.gpus_per_node},
+    }
+
+
+def policy(cfg: DictConfig, params: GRPOStageParams, rl: Mapping[str, Any], base: ModelArtifact) -> dict[str, Any]:
+    """`policy:` — the starting checkpoint, its trainer (Megatron or DTensor) and vLLM generation."""
+    tokenizer = cfg.model.get("hf_model") or base.path
+    values: dict[str, Any] = {
+        "model_name": str(base.path),
+        "tokenizer": {"name": str(tokenizer)},
+        "train_global_batch_size": rl["train_global_batch_size"],
+        "train_micro_batch_size": rl["train_micro_batch_size"],
+        "logprob_batch_size": rl["train_micro_batch_size"],
+        "max_total_sequence_length": rl["max_total_sequence_length"],
+        "max_grad_norm": params.grad_clip,
+        "generation": {
+            "backend": "vllm",
+            "max_new_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "vllm_cfg": dict(rl.get("vllm_cfg") or {}),
+        },
+    }
+    if rl.get("megatron_cfg") is not None:
+        values["dtensor_cfg"] = {"enabled": False}
+        values["megatron_cfg"] = {
+            "enabled": True,
+            **rl["megatron_cfg"],
+            "optimizer": {"lr": params.lr, "min_lr": params.min_lr, "weight_decay": params.weight_decay},
+            "scheduler": {"lr_warmup_iters": params.warmup_steps, "lr_decay_iters": params.steps},
+        }
+    else:
+        values["dtensor_cfg"] = {"enabled": True, **(rl.get("dtensor_cfg") or {})}
+        values["megatron_cfg"] = {"enabled": False}
+        values["optimizer"] = {
+            "name": "torch.optim.AdamW",
+            "kwargs": {"lr": params.lr, "weight_decay": params.weight_decay},
+        }
+    return values
+
+
+def check_parallelism(rl: Mapping[str, Any], cluster: _cluster.Cluster) -> None:
+    """The policy's model-parallel sizes and vLLM's tensor parallel size must fit the allocation."""
+    from nemotron.cluster.checks import check_parallel_sizes
+
+    trainer = rl.get("megatron_cfg") or rl.get("dtensor_cfg") or {}
+    keys = (
+        "tensor_model_parallel_size",
+        "tensor_parallel_size",
+        "pipeline_model_parallel_size",
+        "context_parallel_size",
+    )
+    sizes = {key: int(trainer[key]) for key in keys if key in trainer}
+    expert = int(trainer.get("expert_model_parallel_size", 1)) * int(trainer.get("expert_tensor_parallel_size", 1))
+    check_parallel_sizes(sizes, nodes=cluster.nodes, gpus_per_node=cluster.gpus_per_node, expert=expert)
+    vllm = rl.get("vllm_cfg") or {}
+    generation = {
+        "tensor_parallel_size": int(vllm.get("tensor_parallel_size", 1)),
+        "pipeline_parallel_size": int(vllm.get("pipeline_parallel_size", 1)),
+    }
+    check_parallel_sizes(generation, nodes=cluster.nodes, gpus_per_node=cluster.gpus_per_node)
+
+
+def logger(cfg: DictConfig, params: GRPOStageParams, out: Path) -> dict[str, Any]:
+    """W&B when a project is configured; the key comes from WANDB_API_KEY in the job's environment only."""
+    wandb = cfg.get("wandb") or {}
+    enabled = bool(wandb.get("project"))
+    values: dict[str, Any] = {"log_dir": str(out / "logs"), "wandb_enabled": enabled, "tensorboard_enabled": True}
+    if enabled:
+        values["wandb"] = {"project": str(wandb.project), "name": params.name}
+        if wandb.get("entity"):
+            values["wandb"]["entity"] = str(wandb.entity)
+    return values
+
+
+# -- Ray inside the allocation ----------------------------------------------------------------------------
+
+
+def ray_head_command(cluster: _cluster.Cluster) -> str:
+    return (
+        f"ray start --head --node-ip-address=$RAY_HEAD --port={RAY_PORT} --num-gpus={cluster.gpus_per_node} "
+        "--disable-usage-stats"
+    )
+
+
+def ray_worker_command(cluster: _cluster.Cluster) -> str:
+    """Join the head and stay until it goes away."""
+    return f"ray start --address=$RAY_HEAD:{RAY_PORT} --num-gpus={cluster.gpus_per_node} --disable-usage-stats --block"
+
+
+def wait_for_nodes_command(cluster: _cluster.Cluster) -> str:
+    """Block until all nodes joined the Ray cluster (NeMo-RL sizes its workers from cluster.num_nodes)."""
+    return f'until [ "$(ray status 2>/dev/null | grep -c " node_")" -ge {cluster.nodes} ]; do sleep 5; done'
+
+
+def grpo_command(cluster: _cluster.Cluster, rl: Mapping[str, Any], config_path: Path) -> str:
+    """NeMo-RL's GRPO entry point, run from its checkout on the Ray head's node."""
+    nemo_rl_dir = shlex.quote(str(rl.get("nemo_rl_dir", "/opt/nemo-rl")))
+    return f"cd {nemo_rl_dir} && {cluster.python} {ENTRY_POINT} --config {config_path}"
+
+
+def submission_script(
+    cluster: _cluster.Cluster, rl: Mapping[str, Any], config_path: Path, out: Path, inputs: list[str]
+) -> str:
+    """The sbatch script: a Ray head on the first node, Ray workers on the others, then the GRPO driver."""
+    workdir = os.getcwd()
+    mounts = _cluster.container_mounts(cluster, [workdir, str(out), *inputs])
+
+    def step(*options: str) -> str:
+        return _cluster.srun(cluster, mounts, workdir, *options)
+
+    lines = _cluster.sbatch_header(cluster, "nemotron-rl", out)
+    lines += [
+        'NODES=($(scontrol show hostnames "$SLURM_JOB_NODELIST"))',
+        "export RAY_HEAD=${NODES[0]}",
+        "",
+        "# Ray head on the first node",
+        f"{step('--nodes=1', '--ntasks=1', '--nodelist=$RAY_HEAD')} bash -c '{ray_head_command(cluster)} --block' &",
+        "sleep 10",
+    ]
+    if cluster.nodes > 1:
+        options = (f"--nodes={cluster.nodes - 1}", "--ntasks-per-node=1", "--exclude=$RAY_HEAD")
+        lines += ["# Ray workers on the other nodes", f"{step(*options)} bash -c '{ray_worker_command(cluster)}' &"]
+    driver = f"{wait_for_nodes_command(cluster)}; {grpo_command(cluster, rl, config_path)}"
+    lines += [
+        "",
+        "# The GRPO driver on the head's node; when it ends the batch script ends and Slurm stops Ray",
+        f"{step('--overlap', '--nodes=1', '--ntasks=1', '--nodelist=$RAY_HEAD')} bash -c '{driver}'",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# -- the real run (inside the job) ------------------------------------------------------------------------
+
+
+def _job_cluster(cfg: DictConfig) -> _cluster.Cluster:
+    if cfg.get("launcher") is not None and "nodes" in cfg.launcher:
+        return _cluster.cluster_from_config(cfg, "NeMo-RL")
+    import torch
+
+    return _cluster.Cluster(nodes=1, gpus_per_node=max(torch.cuda.device_count(), 1), python="python")
+
+
+def _run_on_node(
+    cfg: DictConfig,
+    cluster: _cluster.Cluster,
+    rl: Mapping[str, Any],
+    params: GRPOStageParams,
+    config: Mapping[str, Any],
+    config_path: Path,
+    base: ModelArtifact,
+) -> ModelArtifact | None:
+    """Node 0: Ray head, wait for the others, run GRPO, stop Ray. Other nodes: join as Ray workers until the
+    head goes away."""
+    node_rank, head = _slurm_node()
+    nemo_rl_dir = Path(str(rl.get("nemo_rl_dir", "/opt/nemo-rl")))
+    if not (nemo_rl_dir / ENTRY_POINT).is_file():
+        raise NemotronError(f"{nemo_rl_dir / ENTRY_POINT} does not exist. {NOT_INSTALLED}")
+    env = {**os.environ, "RAY_HEAD": head}
+    if node_rank != 0:
+        _shell(ray_worker_command(cluster), env, "Ray worker", check=False)
+        return None
+    _shell(ray_head_command(cluster), env, "the Ray head")
+    try:
+        _shell(wait_for_nodes_command(cluster), env, "waiting for the Ray workers")
+        _shell(grpo_command(cluster, rl, config_path), env, "NeMo-RL GRPO")
+    finally:
+        _shell("ray stop", env, "ray stop", check=False)
+    return ModelArtifact(
+        path=str(config["checkpointing"]["checkpoint_dir"]),
+        name=_artifact_name(cfg, params),
+        format="nemo_rl",
+        step=params.steps,
+        stage="rl",
+        tokenizer_uri=base.tokenizer_uri,
+        base_model=base.uri,
+        metadata={"algorithm": "grpo", "nodes": cluster.nodes, "gpus_per_node": cluster.gpus_per_node},
+    )
+
+
+def _shell(command: str, env: Mapping[str, str], what: str, check: bool = True) -> None:
+    result = subprocess.run(["bash", "-c", command], env=dict(env), check=False)
+    if check and result.returncode != 0:
+        raise NemotronError(f"{what} failed (exit {result.returncode}): {command}")
+
+
+def _slurm_node() -> tuple[int, str]:
+    if "SLURM_JOB_NODELIST" not in os.environ:
+        return 0, "127.0.0.1"
+    from submitit.slurm.slurm import _parse_node_list
+
+    return int(os.environ.get("SLURM_NODEID", 0)), _parse_node_list(os.environ["SLURM_JOB_NODELIST"])[0]
+
+
+def _artifact_name(cfg: DictConfig, params: GRPOStageParams) -> str:
+    from nemotron.data.sources import ScaleConfig
+
+    scale = ScaleConfig.model_validate(OmegaConf.to_container(cfg.scale, resolve=True))
+    return scale.artifact_name(params.name)
+
+
+def _output_dir(params: GRPOStageParams) -> Path:
+    from nemotron.stages import fresh_output_dir
+
+    out = fresh_output_dir(params.output_dir, ("checkpoints",))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
