@@ -175,9 +175,18 @@ def _wandb_alias_line(mirrored: dict, exact: str) -> str:
 
 
 def fsck(store: ManifestStore, args: Namespace) -> int:
-    orphans = store.fsck(clean=args.clean, grace_s=args.grace)
+    found = store.fsck(clean=args.clean, grace_s=args.grace)
+    orphans = [orphan for orphan in found if orphan.removable]
+    damaged = [orphan for orphan in found if not orphan.removable]
     for orphan in orphans:
         console.print(f"orphan  {orphan.path}  ({orphan.reason})")
+    for version in damaged:
+        console.print(f"damaged  {version.path}  ({version.reason}; a committed version: never removed by fsck)")
     verb = "found, removed those older than the grace period" if args.clean else "found"
     console.print(f"{len(orphans)} orphan(s) {verb} in {store.url}")
-    return 1 if orphans and not args.clean else 0
+    if damaged:
+        console.print(
+            f"{len(damaged)} damaged version(s) kept: restore their manifest.json from a copy (a bundle, a "
+            "backup), or delete the directory yourself once nothing needs it"
+        )
+    return 1 if damaged or (orphans and not args.clean) else 0

@@ -49,10 +49,12 @@ _MAX_COMMIT_ATTEMPTS = 100_000
 
 @dataclass(frozen=True)
 class Orphan:
-    """Something left in the store by a writer that died: never a visible version."""
+    """What fsck reports: something left by a writer that died (never a visible version; removable), or a
+    committed version whose manifest.json was damaged afterwards (`removable=False`: only ever reported)."""
 
     path: str
     reason: str
+    removable: bool = True
 
 
 class ManifestStore:
@@ -442,7 +444,11 @@ class ManifestStore:
     # -- integrity ------------------------------------------------------------------------------------
 
     def fsck(self, clean: bool = False, grace_s: float = 300.0) -> list[Orphan]:
-        """Find what crashed writers left behind; with `clean`, remove what is older than `grace_s`."""
+        """Find what crashed writers left behind; with `clean`, remove what is older than `grace_s`.
+
+        A version directory whose manifest.json exists but does not parse is reported too, never removed: the
+        commit wrote that file whole, so it was damaged later, and its data or a copy may still restore it.
+        """
         orphans = []
         now = time.time()
         for name in self.names():
@@ -458,6 +464,8 @@ class ManifestStore:
                     orphans.append(Orphan(self._p(name, "aliases", entry), "temporary file of a writer"))
         if clean:
             for orphan in orphans:
+                if not orphan.removable:
+                    continue
                 if grace_s <= 0 or now - self._mtime(orphan.path) >= grace_s:
                     self.fs.rm(orphan.path, recursive=True)
         return orphans
@@ -469,7 +477,7 @@ class ManifestStore:
         try:
             Manifest.model_validate_json(raw)
         except ValidationError:
-            return [Orphan(self._p(name, entry), "manifest.json does not parse")]
+            return [Orphan(self._p(name, entry), "manifest.json does not parse", removable=False)]
         # a committed version: only a writer killed while writing metadata.json or a sidecar leaves more
         temporary = [f for f in self._ls(self._p(name, entry)) if ".tmp-" in f]
         return [Orphan(self._p(name, entry, f), "temporary file of a writer") for f in temporary]

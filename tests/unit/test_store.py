@@ -367,6 +367,30 @@ def test_fsck_finds_and_cleans_orphans(root):
     assert store.commit("model", record()).version == 3
 
 
+def test_fsck_reports_a_damaged_committed_version_and_never_removes_it(root, capsys):
+    from nemotron.artcli import main as nemotron_art
+
+    store = ManifestStore(root)
+    committed(store, "model", 3)
+    write(store, "model/v2/manifest.json", b'{"name": "model", "versi')  # damaged after its commit
+    write(store, "model/v2/weights.note", b"kept")
+    store.fs.makedirs(store._p("model", "v4"), exist_ok=True)  # a writer died before its commit: an orphan
+    [damaged] = [o for o in store.fsck() if not o.removable]
+    assert damaged.path == store._p("model", "v2") and damaged.reason == "manifest.json does not parse"
+
+    before = {path: content for path, content in listing(store).items() if "/v2/" in path}
+    assert len(store.fsck(clean=True, grace_s=0)) == 2
+    assert {path: content for path, content in listing(store).items() if "/v2/" in path} == before
+    assert not exists(store, "model/v4")  # the orphan went
+    assert store.fsck() == [damaged]  # the damaged version is still reported
+
+    assert nemotron_art(["--root", root, "fsck", "--clean", "--grace", "0"]) == 1  # something needs a person
+    out = capsys.readouterr().out
+    assert f"damaged  {damaged.path}  (manifest.json does not parse; a committed version: never removed" in out
+    assert "0 orphan(s) found, removed" in out and "1 damaged version(s) kept" in out
+    assert exists(store, "model/v2/manifest.json") and exists(store, "model/v2/weights.note")
+
+
 def test_fsck_on_a_clean_store(root):
     store = ManifestStore(root)
     committed(store, "model", 3)
