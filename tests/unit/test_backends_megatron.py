@@ -1,0 +1,215 @@
+"""Megatron-Bridge backend: the dry-run ConfigContainer and sbatch script for model=nano3 on 2 nodes x 8 GPUs.
+
+Field names are Megatron-Bridge v0.6's (../shared/notes/formats.md sections 4.3, 5.1, 7): the top-level
+sections of `ConfigContainer`, `GPTDatasetConfig` blend fields, `GPTSFTDatasetConfig` + `PackedSequenceSpecs`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from backend_inputs import SECRET, commit_inputs, compose
+
+from nemotron.backends import megatron_bridge
+from nemotron.errors import NemotronError
+
+CONFIG_CONTAINER_FIELDS = {
+    "rng",
+    "train",
+    "model",
+    "optimizer",
+    "ddp",
+    "validation",
+    "scheduler",
+    "dataset",
+    "logger",
+    "tokenizer",
+    "checkpoint",
+    "dist",
+    "ft",
+    "straggler",
+    "profiling",
+    "peft",
+    "comm_overlap",
+    "mixed_precision",
+}
+PROVIDER_PARALLEL = {
+    "tensor_model_parallel_size": 4,
+    "pipeline_model_parallel_size": 1,
+    "context_parallel_size": 1,
+    "expert_model_parallel_size": 8,
+    "expert_tensor_parallel_size": 1,
+    "sequence_parallel": True,
+}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict:
+    return commit_inputs(tmp_path_factory.mktemp("mb"))
+
+
+@pytest.fixture(autouse=True)
+def wandb_key(monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)
+
+
+def dry_run(inputs: dict, tmp_path: Path, mode: str, *overrides: str) -> tuple[dict, str]:
+    """Run the stage's backend in dry-run mode; (the written config as a dict, the sbatch script)."""
+    stage = "pretrain" if mode == "pretrain" else "sft"
+    runs = [f"run.data={inputs[mode]}"] + ([f"run.model={inputs['model']}"] if mode == "sft" else [])
+    cfg = compose(inputs["store"], stage, *runs, "stage.dry_run=true", f"stage.output_dir={tmp_path}", *overrides)
+    assert megatron_bridge.run(cfg, mode) is None
+    config = yaml.safe_load((tmp_path / megatron_bridge.CONFIG_FILE).read_text())
+    return config, (tmp_path / megatron_bridge.SCRIPT_FILE).read_text()
+
+
+def test_pretrain_config_has_megatron_bridge_fields_and_values(inputs, tmp_path, capsys):
+    config, _ = dry_run(inputs, tmp_path, "pretrain", "stage.steps=1000", "stage.lr=2e-4", "stage.min_lr=2e-5")
+    assert set(config) <= CONFIG_CONTAINER_FIELDS
+    assert {key: config["model"][key] for key in PROVIDER_PARALLEL} == PROVIDER_PARALLEL
+    assert config["model"]["seq_length"] == config["dataset"]["seq_length"] == 8192
+    assert config["train"] == {"train_iters": 1000, "global_batch_size": 768, "micro_batch_size": 1}
+    assert config["optimizer"]["lr"] == 2e-4 and config["optimizer"]["min_lr"] == 2e-5
+    assert config["scheduler"]["lr_decay_iters"] == 1000 and "lr_warmup_iters" in config["scheduler"]
+    assert set(config["validation"]) == {"eval_interval", "eval_iters"}
+    # blend.json (per split) -> blend_per_split with split=None and blend=None (MCore's assertion)
+    assert config["dataset"]["path_to_cache"] == str(tmp_path / "index_cache")
+    shards = Path(config["dataset"]["blend_per_split"][0][0][0]).parent
+    assert config["dataset"]["blend"] is None and config["dataset"]["split"] is None
+    assert config["dataset"]["blend_per_split"] == [
+        [[str(shards / "shard_000000"), str(shards / "shard_000001")], [0.7, 0.3]],
+        [[str(shards / "shard_000002")], [1.0]],
+        None,
+    ]
+    assert "per_split_data_args_path" not in config["dataset"]  # no such field in Megatron-Bridge v0.6
+    assert config["checkpoint"]["save"] == config["checkpoint"]["load"] == str(tmp_path / "checkpoints")
+    assert config["tokenizer"] == {
+        "tokenizer_type": "HuggingFaceTokenizer",
+        "tokenizer_model": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16",
+    }
+    assert config["logger"]["wandb_project"] == "nemotron-tests"
+    assert config["logger"]["wandb_entity"] == "team"
+    assert config["logger"]["wandb_exp_name"] == "pretrain-model"
+    printed = capsys.readouterr().out
+    assert "tensor_model_parallel_size: 4" in printed and "#SBATCH --nodes=2" in printed
+    assert "nemotron_3_nano_pretrain_config" in printed
+
+
+def test_sft_config_uses_packed_parquet_specs(inputs, tmp_path):
+    config, script = dry_run(inputs, tmp_path, "sft")
+    dataset = config["dataset"]
+    sft_root = Path(dataset["dataset_root"])
+    assert dataset["seq_length"] == config["model"]["seq_length"] == 4096  # the data's pack_size
+    assert dataset["enable_offline_packing"] is True
+    assert dataset["offline_packing_specs"] == {
+        "packed_sequence_size": 4096,
+        "tokenizer_model_name": "nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-BF16",
+        "packed_train_data_path": f"{sft_root}/splits/train/",
+        "packed_val_data_path": f"{sft_root}/splits/valid/",
+        "pad_seq_to_mult": 4,  # lcm(1, CP*TP=4) with sequence parallel
+    }
+    assert dataset["do_validation"] is True and dataset["do_test"] is False
+    assert config["train"]["micro_batch_size"] == 1
+    assert config["model"]["calculate_per_token_loss"] is True
+    assert config["checkpoint"]["pretrained_checkpoint"].endswith("checkpoint")
+    assert "nemotron_3_nano_sft_config --mode sft" in script
+
+
+def test_sbatch_script_runs_torchrun_per_node_with_container_flags_on_srun(inputs, tmp_path, capsys):
+    _, script = dry_run(inputs, tmp_path, "pretrain")
+    lines = script.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    header = [line for line in lines if line.startswith("#SBATCH")]
+    assert {"#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=8"} <= set(header)
+    assert "#SBATCH --partition=batch" in header and "#SBATCH --account=my-account" in header
+    assert not any("container" in line for line in header)  # pyxis flags on srun only
+    (srun,) = [line for line in lines if line.startswith("srun ")]
+    assert "--container-image=nvcr.io#nvidia/nemo:25.11" in srun
+    mounts = next(part for part in srun.split() if part.startswith("--container-mounts="))
+    assert "/lustre:/lustre" in mounts and str(tmp_path) in mounts  # the run dir is mounted
+    assert "python3 -m torch.distributed.run --nnodes=$SLURM_NNODES --node-rank=$SLURM_NODEID" in srun
+    assert "--nproc-per-node=8" in srun and "-m nemotron.backends.megatron_bridge" in srun
+    assert "export NCCL_DEBUG=WARN" in lines
+
+
+def test_no_secret_in_script_config_or_output(inputs, tmp_path, capsys):
+    dry_run(inputs, tmp_path, "pretrain")
+    printed = capsys.readouterr()
+    for text in (printed.out, printed.err, *(p.read_text() for p in tmp_path.iterdir() if p.is_file())):
+        assert SECRET not in text
+    assert "WANDB_API_KEY" in (tmp_path / megatron_bridge.SCRIPT_FILE).read_text()  # named, never valued
+
+
+def test_llama_recipe(inputs, tmp_path):
+    config, script = dry_run(inputs, tmp_path, "pretrain", "model=llama32_1b")
+    assert config["model"]["tensor_model_parallel_size"] == 1
+    assert config["train"]["micro_batch_size"] == 2
+    assert "megatron.bridge.recipes.llama:llama32_1b_pretrain_config" in script
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["launcher.gpus_per_node=6"], "gives 12 GPUs, which the model's parallelism cannot use"),
+        (["model.parallelism.tensor_model_parallel_size=3"], "tensor_model_parallel_size=3"),
+        (["model.parallelism.expert_model_parallel_size=32"], "Expert parallelism needs 32 GPUs"),
+        (["launcher.python=null"], "launcher.python is not"),
+        (["launcher.nodes=0"], "launcher.nodes=0"),
+        (["launcher.tasks_per_node=8"], "launcher.tasks_per_node=1"),
+        (["model.batch.pretrain.global_batch_size=102"], "global_batch_size=102 is not a multiple"),
+    ],
+)
+def test_bad_input_is_a_clear_error(inputs, tmp_path, overrides, message):
+    with pytest.raises(NemotronError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        dry_run(inputs, tmp_path, "pretrain", *overrides)
+    assert not (tmp_path / megatron_bridge.SCRIPT_FILE).exists()
+
+
+def test_sft_needs_micro_batch_one(inputs, tmp_path):
+    with pytest.raises(NemotronError, match="micro batch of 1"):
+        dry_run(inputs, tmp_path, "sft", "model.batch.sft.micro_batch_size=2")
+
+
+def test_dry_run_without_a_cluster_profile(inputs, tmp_path):
+    with pytest.raises(NemotronError, match="no cluster profile is selected"):
+        dry_run(inputs, tmp_path, "pretrain", "launcher=local")
+
+
+def test_pad_seq_to_mult_and_blend_lists():
+    Parallelism = megatron_bridge.Parallelism
+    parallel = Parallelism(tensor_model_parallel_size=4, context_parallel_size=2, sequence_parallel=True)
+    assert megatron_bridge.pad_seq_to_mult(parallel) == 8  # lcm(2*CP, CP*TP)
+    assert megatron_bridge.pad_seq_to_mult(Parallelism(tensor_model_parallel_size=4)) == 1
+    assert megatron_bridge._blend_from_list("1 /a 3 /b") == [["/a", "/b"], [1.0, 3.0]]
+    assert megatron_bridge._blend_from_list(["/a", "/b"]) == [["/a", "/b"], None]
+    assert megatron_bridge._blend_from_list(["/a"]) == [["/a"], None]
+    assert megatron_bridge._blend_from_list(None) is None
+
+
+def test_real_run_without_megatron_bridge_says_so(tmp_path):
+    if _has_megatron_bridge():
+        pytest.skip("Megatron-Bridge is installed here")
+    with pytest.raises(SystemExit, match="Megatron-Bridge is not installed in this environment"):
+        megatron_bridge.main(
+            [
+                "--recipe",
+                "megatron.bridge.recipes.nemotronh:x",
+                "--mode",
+                "pretrain",
+                "--config",
+                str(tmp_path / "c.yaml"),
+            ]
+        )
+    with pytest.raises(NemotronError, match="run inside the NeMo container"):
+        megatron_bridge.load_recipe("megatron.bridge.recipes.nemotronh:nemotron_3_nano_pretrain_config")
+
+
+def _has_megatron_bridge() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("megatron.bridge") is not None
+    except ModuleNotFoundError:
+        return False
