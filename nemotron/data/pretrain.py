@@ -184,34 +184,51 @@ def _init_worker(encoder: TokenEncoder, eod: int | None, dtype: str) -> None:
 
 def _encode(chunk: _Chunk) -> _Encoded:
     """Tokenize one chunk the way `preprocess_data.py` does: a list text is sentences, empty ones dropped."""
+    flat, counts = _sentences(chunk.texts)
+    ids, lengths = _WORKER["encoder"].encode_flat(flat)
+    tokens, sequence_lengths, per_document = _documents(ids, lengths, counts, _WORKER["eod"])
+    data = tokens.astype(_WORKER["dtype"], copy=False).tobytes()
+    return _Encoded(
+        chunk.key, chunk.last, len(chunk.texts), data, sequence_lengths, per_document, len(tokens),
+        chunk.documents, chunk.input_digest,
+    )  # fmt: skip
+
+
+def _sentences(texts: list) -> tuple[list[str], Any]:
+    """The sentences of all documents, flat, and how many each document has (1 for a plain string)."""
     import numpy as np
 
-    encoder, eod = _WORKER["encoder"], _WORKER["eod"]
-    flat, counts = [], []
-    for text in chunk.texts:
+    if all(isinstance(text, str) for text in texts):
+        return texts, np.ones(len(texts), dtype=np.int64)
+    flat: list[str] = []
+    counts = np.zeros(len(texts), dtype=np.int64)
+    for i, text in enumerate(texts):
         sentences = [text] if isinstance(text, str) else text
         flat.extend(sentences)
-        counts.append(len(sentences))
-    ids = encoder.encode(flat) if flat else []
-    tokens: list[int] = []
-    lengths: list[int] = []
-    per_document: list[int] = []
-    position = 0
-    for count in counts:
-        document = [len(s) for s in ids[position : position + count] if s]
-        for sentence in ids[position : position + count]:
-            tokens.extend(sentence)
-        position += count
-        if document and eod is not None:
-            tokens.append(eod)
-            document[-1] += 1
-        lengths.extend(document)
-        per_document.append(len(document))
-    data = np.array(tokens, dtype=_WORKER["dtype"]).tobytes()
-    return _Encoded(
-        chunk.key, chunk.last, len(chunk.texts), data, lengths, per_document, len(tokens), chunk.documents,
-        chunk.input_digest,
-    )  # fmt: skip
+        counts[i] = len(sentences)
+    return flat, counts
+
+
+def _documents(ids: Any, lengths: Any, counts: Any, eod: int | None) -> tuple[Any, Any, Any]:
+    """Sentence ids to documents, with numpy: drop empty sentences, append `eod` to each non-empty document.
+
+    Returns the tokens, the length of every sequence (the last of a document counts its EOD) and the number
+    of sequences of each document (0 for an empty one).
+    """
+    import numpy as np
+
+    document_of = np.repeat(np.arange(len(counts)), counts)
+    kept = lengths > 0
+    sequence_lengths = lengths[kept]
+    per_document = np.bincount(document_of[kept], minlength=len(counts))
+    if eod is None or not len(sequence_lengths):
+        return ids, sequence_lengths, per_document
+    nonempty = per_document > 0
+    document_ends = np.cumsum(np.bincount(document_of, weights=lengths, minlength=len(counts)).astype(np.int64))
+    tokens = np.insert(ids, document_ends[nonempty], eod)
+    sequence_lengths = sequence_lengths.copy()
+    sequence_lengths[np.cumsum(per_document)[nonempty] - 1] += 1
+    return tokens, sequence_lengths, per_document
 
 
 # -- resume -----------------------------------------------------------------------------------------------

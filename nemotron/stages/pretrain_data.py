@@ -52,6 +52,7 @@ class PretrainDataParams(ShardSettings):
     workers: int | None = Field(None, ge=0, description="Tokenizer processes; default all CPUs, 0 or 1 inline.")
     chunk_rows: int = Field(1000, ge=1, description="Documents per unit of work sent to a worker.")
     eod_token: str | None = Field(None, description="Default: the tokenizer's eos_token.")
+    gigatoken: bool = Field(True, description="Use gigatoken where it gives the same ids as HF tokenizers.")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -87,7 +88,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         params.blend,
         params.scale,
         settings,
-        TokenEncoder(tokenizer, add_special_tokens=params.add_special_tokens),
+        _encoder(params, tokenizer),
         eod,
         dtype,
         plan,
@@ -146,6 +147,24 @@ def _prepare_tokenizer(params: PretrainDataParams, out: Path, previous: Previous
     scale = params.scale.model_copy(update={"max_rows_per_source": min(caps) if caps else None})
     texts = (text for source in params.blend.sources for text in read_source(source, scale).texts())
     return train_bpe(texts, out, config.vocab_size, config.min_frequency), "trained (byte-level BPE on the blend)"
+
+
+FAST_PATH_SAMPLE_ROWS = 1000
+
+
+def _encoder(params: PretrainDataParams, tokenizer: Any) -> TokenEncoder:
+    """HF tokenizers, or gigatoken where it encodes the first rows of every source the same (see tokenizer.py)."""
+    from itertools import islice
+
+    encoder = TokenEncoder(tokenizer, add_special_tokens=params.add_special_tokens)
+    if not params.gigatoken:
+        return encoder
+    sample = (
+        text
+        for source in params.blend.sources
+        for text in islice(read_source(source, params.scale).texts(), FAST_PATH_SAMPLE_ROWS)
+    )
+    return encoder.with_fast_path(sample)
 
 
 def _eod_id(params: PretrainDataParams, tokenizer: Any) -> int | None:
