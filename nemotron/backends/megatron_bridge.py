@@ -25,6 +25,7 @@ for SFT, the base model).
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import subprocess
@@ -40,6 +41,7 @@ from nemotron.artifacts import ModelArtifact, PretrainBlendsArtifact, SFTDataArt
 from nemotron.backends import _cluster
 from nemotron.errors import NemotronError
 
+log = logging.getLogger(__name__)
 Mode = Literal["pretrain", "sft"]
 ENTRY_MODULE = "nemotron.backends.megatron_bridge"
 MASTER_PORT = 29500
@@ -334,6 +336,15 @@ def tokenizer(model: DictConfig, data: PretrainBlendsArtifact | SFTDataArtifact)
     name = model.get("hf_model") or data.tokenizer_uri
     if not name:
         raise NemotronError(f"Neither model.hf_model nor {data.uri or data.path} names a tokenizer.")
+    if data.tokenizer_uri and data.tokenizer_uri != name:
+        log.warning(
+            "%s was tokenized with %s, but model.hf_model is %s: unless they are the same tokenizer, prepare the "
+            "data with data.tokenizer.name_or_path=%s.",
+            data.uri or data.path,
+            data.tokenizer_uri,
+            name,
+            name,
+        )
     return {"tokenizer_type": "HuggingFaceTokenizer", "tokenizer_model": str(name)}
 
 
