@@ -12,9 +12,10 @@ Layout under `root`:
 
 A commit is one conditional create of `v{N}/manifest.json`: locally a hard link from a fully written
 temporary file (atomic, fails if the name exists); on object stores a create-only put (S3
-`If-None-Match: *`, GCS `ifGenerationMatch=0`, both raised as FileExistsError by s3fs/gcsfs). On conflict the
-writer takes N+1. Filesystems without such a put (hf://, http://, ...) are refused for writing unless the
-user opts into single-writer mode. Nothing is written into `v{N}/` before that create succeeds, so two
+`If-None-Match: *`, GCS `ifGenerationMatch=0`, both raised as FileExistsError by s3fs/gcsfs; Hugging Face Hub
+repositories: a commit with `parent_commit`, hf_commit.py). On conflict the writer takes N+1. Filesystems without
+such a put (http://, hf:// storage buckets, ...) are refused for writing unless the user opts into single-writer
+mode. Nothing is written into `v{N}/` before that create succeeds, so two
 writers racing for the same N never mix their files, and a writer killed at any point leaves no visible partial version.
 """
 
@@ -79,10 +80,17 @@ class ManifestStore:
         self.root = path.rstrip("/") or "/"
         protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
         self.is_local = bool(protocols & {"file", "local"})
-        self.can_create_conditionally = self.is_local or bool(protocols & _CONDITIONAL_PROTOCOLS)
+        self._hub = self._hub_creator() if "hf" in protocols else None
+        self.can_create_conditionally = self.is_local or bool(protocols & _CONDITIONAL_PROTOCOLS) or bool(self._hub)
         self.single_writer = single_writer
         self._reached = False  # a remote root answered once (check_writable)
         self.file_ops = 0  # every filesystem call, for the store benchmark
+
+    def _hub_creator(self) -> Any:
+        """hf:// roots in a Hub repository create with a `parent_commit` commit (see hf_commit.py)."""
+        from nemotron.tracking.hf_commit import hub_creator
+
+        return hub_creator(self.fs, self.root)
 
     def __repr__(self) -> str:
         return f"ManifestStore({self.url!r})"
@@ -143,6 +151,9 @@ class ManifestStore:
     def _create(self, path: str, data: bytes) -> None:
         """Create `path` with `data` only if it does not exist; raises FileExistsError otherwise."""
         self.file_ops += 1
+        if self._hub is not None:
+            self._create_on_hub(path, data)
+            return
         if not self.is_local:
             with self._io():
                 if self.can_create_conditionally:
@@ -165,6 +176,15 @@ class ManifestStore:
         finally:
             os.unlink(tmp)
 
+    def _create_on_hub(self, path: str, data: bytes) -> None:
+        from nemotron.tracking.hf_commit import hub_location
+
+        with self._io():
+            try:
+                self._hub.create(hub_location(self.fs, path), data)
+            finally:
+                self.fs.invalidate_cache(path)  # readers of this store must see the new commit
+
     # -- checks -------------------------------------------------------------------------------------------
 
     def check_readable(self) -> None:
@@ -180,7 +200,8 @@ class ManifestStore:
             raise StoreError(
                 f"The filesystem of {self.url!r} ({_protocol_name(self.fs)}) cannot create files "
                 "conditionally (create-only-if-absent), so two concurrent writers could overwrite each "
-                "other's versions. Use a local or shared path, memory://, s3:// or gs://, or set "
+                "other's versions. Use a local or shared path, memory://, s3://, gs:// or a Hub repository "
+                "(hf://datasets/...), or set "
                 "artifacts.manifest.single_writer=true (ManifestStore(root, single_writer=True) in Python) "
                 "if only one process ever writes to this store."
             )

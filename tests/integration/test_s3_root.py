@@ -154,20 +154,21 @@ def test_s3_root_without_credentials_is_a_clear_error(tmp_path, endpoint):
     assert art.returncode != 0 and "no credentials" in art.stderr and "Traceback" not in art.stderr
 
 
-def test_hf_root_is_refused_for_writing_without_single_writer(tmp_path, monkeypatch):
-    """hf:// has no create-only put through fsspec: writing is refused before any request is made."""
+def test_hf_bucket_root_is_refused_for_writing_without_single_writer(tmp_path, monkeypatch):
+    """hf:// storage buckets have no commits, so no create-only put: writing is refused before any request is
+    made (Hub repositories create with a `parent_commit` commit: tests/unit/test_hf_commit.py)."""
     pytest.importorskip("huggingface_hub", reason="hf:// roots need the hf extra")
     from nemotron.errors import StoreError
     from nemotron.tracking.store import ManifestStore
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the refusal must not need the network
-    store = ManifestStore("hf://datasets/nemotron-test/store")
+    store = ManifestStore("hf://buckets/nemotron-test/scratch/store")
     with pytest.raises(StoreError, match=r"\(hf\) cannot create files conditionally.*single_writer=true"):
         store.commit("x", _record(tmp_path))
 
 
 def test_single_writer_mode_commits_on_a_filesystem_without_conditional_create(tmp_path):
-    """What single_writer=true does where the filesystem reports no create-only put (as hf:// does): an
+    """What single_writer=true does where the filesystem reports no create-only put (as hf:// buckets do): an
     existence check, then a plain put. memory:// stands in for such a filesystem here."""
     from nemotron.errors import StoreError
     from nemotron.tracking.store import ManifestStore
