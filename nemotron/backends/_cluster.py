@@ -161,3 +161,13 @@ def require_paths(paths: Mapping[str, str]) -> None:
     for what, path in paths.items():
         if "://" not in path and not os.path.exists(path):
             raise ClusterError(f"{what} {path} does not exist on this host; the job would fail to read it.")
+
+
+def local_cluster(python: str) -> Cluster:
+    """This machine alone (a run without a cluster profile, e.g. the one-node smoke test): all visible GPUs."""
+    import torch
+
+    count = torch.cuda.device_count()
+    if count < 1:
+        raise ClusterError("This backend needs at least one GPU, and this machine has none visible.")
+    return Cluster(nodes=1, gpus_per_node=count, python=python)

@@ -103,6 +103,8 @@ def run(cfg: DictConfig, mode: Mode) -> ModelArtifact | None:
     from nemotron.stages._training import load_input
 
     params = stage_params(cfg, MegatronStageParams)
+    if not params.dry_run:
+        require_megatron_bridge()
     cluster = _cluster.cluster_from_config(cfg, "Megatron-Bridge") if params.dry_run else _job_cluster(cfg)
     out = _output_dir(params)
     if mode == "pretrain":
@@ -388,16 +390,19 @@ def _job_cluster(cfg: DictConfig) -> _cluster.Cluster:
     """Inside the job: the allocation Slurm gave us, or this machine alone (the one-node smoke test)."""
     if cfg.get("launcher") is not None and "nodes" in cfg.launcher:
         return _cluster.cluster_from_config(cfg, "Megatron-Bridge")
-    return _cluster.Cluster(nodes=1, gpus_per_node=_local_gpus(), python=sys.executable)
+    return _cluster.local_cluster(sys.executable)
 
 
-def _local_gpus() -> int:
-    import torch
+def require_megatron_bridge() -> None:
+    """Fail before anything starts when the job's environment lacks Megatron-Bridge (torchrun runs this python)."""
+    import importlib.util
 
-    count = torch.cuda.device_count()
-    if count < 1:
-        raise NemotronError("Megatron-Bridge needs at least one GPU, and this machine has none visible.")
-    return count
+    try:
+        found = importlib.util.find_spec("megatron.bridge") is not None
+    except ModuleNotFoundError:  # no `megatron` package at all
+        found = False
+    if not found:
+        raise NemotronError(NOT_INSTALLED)
 
 
 def _run_on_node(
@@ -420,7 +425,8 @@ def _run_on_node(
         "SLURM_NODEID": str(node_rank),
     }
     command = node_command(cluster, recipe, mode, config_path)
-    result = subprocess.run(["bash", "-c", command], env=env, check=False)
+    # stdout is reserved for the JSON line of committed artifacts: the training log goes to stderr
+    result = subprocess.run(["bash", "-c", command], env=env, stdout=sys.stderr, check=False)
     if result.returncode != 0:
         raise NemotronError(f"Megatron-Bridge {mode} failed on node {node_rank} (exit {result.returncode}): {command}")
     if node_rank != 0:

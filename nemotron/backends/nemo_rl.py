@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -76,13 +77,15 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
     from nemotron.stages._training import load_input
 
     params = stage_params(cfg, GRPOStageParams)
+    rl = rl_settings(cfg)
+    if not params.dry_run:
+        require_nemo_rl(rl)
     cluster = _cluster.cluster_from_config(cfg, "NeMo-RL") if params.dry_run else _job_cluster(cfg)
     out = _output_dir(params)
     base = load_input(cfg, params.model_uri, ModelArtifact)
     data = load_input(cfg, params.data_uri, SplitJsonlDataArtifact)
     config = build_config(cfg, params, cluster, base, data, out)
     config_path, script_path = out / CONFIG_FILE, out / SCRIPT_FILE
-    rl = rl_settings(cfg)
     if params.dry_run:
         inputs = [str(base.path), *(str(Path(p).parent) for p in (data.train, data.val) if p)]
         script = submission_script(cluster, rl, config_path, out, inputs)
@@ -305,9 +308,14 @@ def submission_script(
 def _job_cluster(cfg: DictConfig) -> _cluster.Cluster:
     if cfg.get("launcher") is not None and "nodes" in cfg.launcher:
         return _cluster.cluster_from_config(cfg, "NeMo-RL")
-    import torch
+    return _cluster.local_cluster("python")
 
-    return _cluster.Cluster(nodes=1, gpus_per_node=max(torch.cuda.device_count(), 1), python="python")
+
+def require_nemo_rl(rl: Mapping[str, Any]) -> None:
+    """Fail before Ray starts when NeMo-RL's checkout (its GRPO entry point) is not in this environment."""
+    entry = Path(str(rl.get("nemo_rl_dir", "/opt/nemo-rl"))) / ENTRY_POINT
+    if not entry.is_file():
+        raise NemotronError(f"{entry} does not exist. {NOT_INSTALLED}")
 
 
 def _run_on_node(
@@ -322,9 +330,6 @@ def _run_on_node(
     """Node 0: Ray head, wait for the others, run GRPO, stop Ray. Other nodes: join as Ray workers until the
     head goes away."""
     node_rank, head = _slurm_node()
-    nemo_rl_dir = Path(str(rl.get("nemo_rl_dir", "/opt/nemo-rl")))
-    if not (nemo_rl_dir / ENTRY_POINT).is_file():
-        raise NemotronError(f"{nemo_rl_dir / ENTRY_POINT} does not exist. {NOT_INSTALLED}")
     env = {**os.environ, "RAY_HEAD": head}
     if node_rank != 0:
         _shell(ray_worker_command(cluster), env, "Ray worker", check=False)
@@ -348,7 +353,8 @@ def _run_on_node(
 
 
 def _shell(command: str, env: Mapping[str, str], what: str, check: bool = True) -> None:
-    result = subprocess.run(["bash", "-c", command], env=dict(env), check=False)
+    # stdout is reserved for the JSON line of committed artifacts: logs go to stderr
+    result = subprocess.run(["bash", "-c", command], env=dict(env), stdout=sys.stderr, check=False)
     if check and result.returncode != 0:
         raise NemotronError(f"{what} failed (exit {result.returncode}): {command}")
 

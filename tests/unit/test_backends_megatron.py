@@ -213,3 +213,15 @@ def _has_megatron_bridge() -> bool:
         return importlib.util.find_spec("megatron.bridge") is not None
     except ModuleNotFoundError:
         return False
+
+
+def test_real_run_without_megatron_bridge_fails_first(inputs, tmp_path):
+    """Without stage.dry_run the stage runs torchrun on Megatron-Bridge, which is not installed here."""
+    if _has_megatron_bridge():
+        pytest.skip("Megatron-Bridge is installed here")
+    cfg = compose(
+        inputs["store"], "pretrain", f"run.data={inputs['pretrain']}", f"stage.output_dir={tmp_path}", "launcher=local"
+    )
+    with pytest.raises(NemotronError, match="Megatron-Bridge is not installed in this environment"):
+        megatron_bridge.run(cfg, "pretrain")
+    assert not any(tmp_path.iterdir())

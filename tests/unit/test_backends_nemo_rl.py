@@ -136,3 +136,20 @@ def test_single_node_script_has_no_workers(inputs, tmp_path):
     _, script = dry_run(inputs, tmp_path, "launcher.nodes=1")
     assert "--exclude=$RAY_HEAD" not in script
     assert 'grep -c " node_")" -ge 1' in script
+
+
+def test_real_run_without_nemo_rl_says_so(inputs, tmp_path):
+    """Without stage.dry_run the stage starts Ray and NeMo-RL's entry point, which is not installed here."""
+    pytest.importorskip("torch")
+    cfg = compose(
+        inputs["store"],
+        "rl",
+        f"run.data={inputs['rl']}",
+        f"run.model={inputs['model']}",
+        f"stage.output_dir={tmp_path}",
+        "launcher=local",
+        f"model.rl.nemo_rl_dir={tmp_path / 'no-nemo-rl'}",
+    )
+    with pytest.raises(NemotronError, match="NeMo-RL is not installed in this environment"):
+        nemo_rl.run(cfg)
+    assert not (tmp_path / nemo_rl.CONFIG_FILE).exists()  # refused before anything was written
