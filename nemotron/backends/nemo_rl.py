@@ -150,18 +150,10 @@ def build_config(
         "data": {
             "max_input_seq_length": rl["max_total_sequence_length"],
             "shuffle": True,
-            "train": {
-                "data_path": str(data.train),
-                "input_key": "problem",
-                "output_key": "expected_answer",
-                "split_validation_size": 0.0,
-                "seed": params.seed,
-            },
-            "validation": (
-                {"data_path": str(data.val), "input_key": "problem", "output_key": "expected_answer"}
-                if data.val
-                else None
-            ),
+            # dataset_name in each entry too: NeMo-RL merges ours into its base config, whose train entry names
+            # a built-in dataset (OpenMathInstruct-2) that would otherwise win over `default`
+            "train": {**_jsonl(data.train), "split_validation_size": 0.0, "seed": params.seed},
+            "validation": _jsonl(data.val) if data.val else None,
             "default": {
                 "dataset_name": "ResponseDataset",
                 "prompt_file": "examples/prompts/cot.txt",
@@ -172,6 +164,16 @@ def build_config(
         "env": {"math": {"num_workers": 8, "math_verify_impl": "hf_math_verify"}},
         "logger": logger(cfg, params, out),
         "cluster": {"num_nodes": cluster.nodes, "gpus_per_node": cluster.gpus_per_node},
+    }
+
+
+def _jsonl(path: str | None) -> dict[str, Any]:
+    """A local JSONL of math problems as NeMo-RL's ResponseDataset reads it."""
+    return {
+        "dataset_name": "ResponseDataset",
+        "data_path": str(path),
+        "input_key": "problem",
+        "output_key": "expected_answer",
     }
 
 

@@ -225,3 +225,28 @@ def test_real_run_without_megatron_bridge_fails_first(inputs, tmp_path):
     with pytest.raises(NemotronError, match="Megatron-Bridge is not installed in this environment"):
         megatron_bridge.run(cfg, "pretrain")
     assert not any(tmp_path.iterdir())
+
+
+def test_fields_exist_in_megatron_core(inputs, tmp_path):
+    """The sections Megatron-Core defines (optimizer, model parallelism, GPT dataset) use its field names;
+    the rest (train, validation, scheduler, logger, checkpoint, tokenizer) are megatron.training's, checked
+    against formats.md above."""
+    pytest.importorskip("megatron.core", reason="megatron-core is in the dev extra")
+    import dataclasses
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no Transformer Engine / Apex here
+        from megatron.core.datasets.gpt_dataset import GPTDatasetConfig
+        from megatron.core.optimizer import OptimizerConfig
+        from megatron.core.transformer.transformer_config import TransformerConfig
+
+    def names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    config, _ = dry_run(inputs, tmp_path, "pretrain")
+    assert set(config["optimizer"]) <= names(OptimizerConfig)
+    assert set(config["model"]) - {"seq_length"} <= names(TransformerConfig)  # seq_length: the model provider's
+    assert set(config["dataset"]) - {"seq_length"} <= names(GPTDatasetConfig)  # seq_length: Megatron-Bridge's
+    sft, _ = dry_run(inputs, tmp_path / "sft", "sft")
+    assert set(sft["model"]) - {"seq_length"} <= names(TransformerConfig)

@@ -79,6 +79,7 @@ def test_data_from_split_jsonl_with_math_processor(inputs, tmp_path):
     data = config["data"]
     assert Path(data["train"]["data_path"]).name == "train.jsonl"
     assert data["train"]["input_key"] == "problem" and data["train"]["output_key"] == "expected_answer"
+    assert data["train"]["dataset_name"] == data["validation"]["dataset_name"] == "ResponseDataset"
     assert Path(data["validation"]["data_path"]).name == "val.jsonl"
     assert data["default"] == {
         "dataset_name": "ResponseDataset",
