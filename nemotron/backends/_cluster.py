@@ -171,3 +171,14 @@ def local_cluster(python: str) -> Cluster:
     if count < 1:
         raise ClusterError("This backend needs at least one GPU, and this machine has none visible.")
     return Cluster(nodes=1, gpus_per_node=count, python=python)
+
+
+def run_dir(explicit: str | None) -> Path:
+    """The run's directory. Its `checkpoints/` must not exist yet (committed checkpoints are never rewritten),
+    except in a job Slurm requeued: that one resumes from the checkpoints its first attempt saved there."""
+    from nemotron.stages import fresh_output_dir
+
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+    out = fresh_output_dir(explicit, () if requeued else ("checkpoints",))
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -477,11 +477,7 @@ def artifact_name(cfg: DictConfig, params: MegatronStageParams) -> str:
 
 
 def _output_dir(params: MegatronStageParams) -> Path:
-    from nemotron.stages import fresh_output_dir
-
-    out = fresh_output_dir(params.output_dir, ("checkpoints",))
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return _cluster.run_dir(params.output_dir)
 
 
 # -- the entry point torchrun runs ------------------------------------------------------------------------

@@ -377,8 +377,4 @@ def _artifact_name(cfg: DictConfig, params: GRPOStageParams) -> str:
 
 
 def _output_dir(params: GRPOStageParams) -> Path:
-    from nemotron.stages import fresh_output_dir
-
-    out = fresh_output_dir(params.output_dir, ("checkpoints",))
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return _cluster.run_dir(params.output_dir)
