@@ -135,14 +135,16 @@ class Trainer:
         p = self.params
         if evaluate and self.start_step == 0 and p.eval_every:  # where training starts from, for the curves
             self._evaluate(0, evaluate)
-        started, tokens = time.perf_counter(), 0
+        seconds, tokens = 0.0, 0  # time in training steps: evaluations and checkpoints are not counted
         with _Progress(p.name, p.steps, self.start_step, self.env.is_rank0) as progress:
             for step in range(self.start_step, p.steps):
+                started = time.perf_counter()
                 lr = self.set_lr(step)
                 self.model.train()
                 values = train_step(step)
+                seconds += time.perf_counter() - started
                 tokens += int(values.pop("tokens", 0))
-                rate = tokens / max(time.perf_counter() - started, 1e-9)
+                rate = tokens / max(seconds, 1e-9)
                 done = step + 1
                 if done % p.log_every == 0 or done == p.steps:
                     self.metrics.log(done, **values, lr=lr, tokens_per_s=rate)
@@ -151,7 +153,7 @@ class Trainer:
                 if p.checkpoint_every and done % p.checkpoint_every == 0 and done < p.steps:
                     self.checkpoint(done)
                 progress.update(done, values.get("loss"), rate)
-        return self._finish(tokens, time.perf_counter() - started)
+        return self._finish(tokens, seconds)
 
     def _evaluate(self, step: int, evaluate: Callable[[], dict[str, float]]) -> None:
         self.module.eval()
