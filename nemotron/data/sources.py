@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -163,6 +163,7 @@ class SourceStream:
         self._digest = None
         self._bad: list[str] = []
         self._lines = 0  # lines parsed (good or bad), for the bad fraction
+        self._loads: Callable[[bytes], Any] = json.loads
 
     # -- rows -----------------------------------------------------------------------------------------
 
@@ -193,7 +194,13 @@ class SourceStream:
             )
 
     def texts(self) -> Iterator[str | list[str]]:
-        """The `text_field` of every row: a string, or a list of strings (pre-split sentences)."""
+        """The `text_field` of every row: a string, or a list of strings (pre-split sentences).
+
+        JSON lines are parsed with orjson where it is installed: for the strings of the text field it gives what
+        `json` gives (other fields may differ: orjson turns integers beyond 64 bits into floats), and a line it
+        refuses (NaN, a lone surrogate) is parsed by `json`, which decides whether the line is malformed.
+        """
+        self._loads = _text_loads()
         field = self.source.text_field
         for row in self:
             value = row.get(field) if isinstance(row, dict) else None
@@ -269,7 +276,7 @@ class SourceStream:
                 continue
             self._lines += 1
             try:
-                row = json.loads(line)
+                row = self._loads(line)
                 if not isinstance(row, dict):
                     raise ValueError(f"a JSON line must hold an object, not a {type(row).__name__}")
             except ValueError as exc:
@@ -318,6 +325,22 @@ class SourceStream:
         if source.kind == "hf":
             return f"hf://datasets/{hf_dataset_id(source.uri)}"
         return source.uri if "://" in source.uri else os.path.abspath(source.uri)
+
+
+def _text_loads() -> Callable[[bytes], Any]:
+    """orjson's `loads` (3x faster), falling back to json's for what orjson refuses; json's without orjson."""
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+
+    def loads(line: bytes) -> Any:
+        try:
+            return orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return json.loads(line)
+
+    return loads
 
 
 def _lines(f, size: int = 1 << 20) -> Iterator[bytes]:
