@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 PLAN_FILE = "plan.json"
 BLEND_FILE = "blend.json"
+CHUNK_BYTES = 8 << 20  # a unit of work ends at chunk_rows documents or this many bytes of text
 
 
 class ShardSettings(BaseModel):
@@ -169,6 +170,7 @@ class _OpenShard:
     texts: list = field(default_factory=list)
     documents: int = 0
     digest: Any = None
+    chunk_bytes: int = 0  # UTF-8 bytes of `texts`
 
 
 _WORKER: dict[str, Any] = {}
@@ -296,7 +298,7 @@ def build_shards(
     plan: DataPlan,
     data_dir: Path,
     workers: int,
-    chunk_rows: int = 1000,
+    chunk_rows: int = 4000,
     previous: PreviousRun | None = None,
 ) -> BuildResult:
     """Tokenize every source of `blend` into shards under `data_dir`; see the module docstring."""
@@ -342,11 +344,13 @@ def _work_items(
         shards = {split: _OpenShard(ShardKey(source.name, split, 0), digest=xxhash.xxh3_128()) for split in SPLITS}
         for row, text in enumerate(stream.texts()):
             shard = shards[blend.splits.assign(settings.split_seed, source.name, row)]
+            data = _document_bytes(text)
             shard.texts.append(text)
             shard.documents += 1
-            shard.digest.update(_document_bytes(text))
+            shard.chunk_bytes += len(data)
+            shard.digest.update(data)
             full = shard.documents == settings.shard_rows
-            if full or len(shard.texts) >= chunk_rows:
+            if full or len(shard.texts) >= chunk_rows or shard.chunk_bytes >= CHUNK_BYTES:
                 yield from _flush(shard, full, previous)
         for shard in shards.values():
             if shard.documents:
@@ -371,6 +375,7 @@ def _flush(shard: _OpenShard, last: bool, previous: PreviousRun | None) -> Itera
             )
         yield Passthrough(_Reused(shard.key, done))
     shard.texts = []
+    shard.chunk_bytes = 0
     if last:
         shard.key = ShardKey(shard.key.source, shard.key.split, shard.key.index + 1)
         shard.documents = 0

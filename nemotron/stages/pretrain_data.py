@@ -50,7 +50,7 @@ class PretrainDataParams(ShardSettings):
     output_dir: str | None = Field(None, description="Default: the job's output dir.")
     resume_from: str | None = Field(None, description="Output dir of an interrupted run with the same config.")
     workers: int | None = Field(None, ge=0, description="Tokenizer processes; default all CPUs, 0 or 1 inline.")
-    chunk_rows: int = Field(1000, ge=1, description="Documents per unit of work sent to a worker.")
+    chunk_rows: int = Field(4000, ge=1, description="Documents per unit of work sent to a worker (or 8 MB).")
     eod_token: str | None = Field(None, description="Default: the tokenizer's eos_token.")
     gigatoken: bool = Field(True, description="Use gigatoken where it gives the same ids as HF tokenizers.")
 
