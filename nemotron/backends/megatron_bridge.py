@@ -47,6 +47,7 @@ ENTRY_MODULE = "nemotron.backends.megatron_bridge"
 MASTER_PORT = 29500
 CONFIG_FILE = "megatron_bridge.yaml"
 SCRIPT_FILE = "megatron_bridge.sbatch"
+SPLITS = ("train", "valid", "test")
 NOT_INSTALLED = (
     "Megatron-Bridge is not installed in this environment; run inside the NeMo container (e.g. "
     "nvcr.io/nvidia/nemo:25.11, set as launcher.container_image) or `pip install megatron-bridge` on a GPU machine. "
@@ -255,22 +256,25 @@ def pretrain_dataset(data: PretrainBlendsArtifact, seq_length: int, out: Path) -
     return {
         "seq_length": seq_length,
         "blend": None,
-        "blend_per_split": [_blend_from_list(per_split[split]) for split in ("train", "valid", "test")],
+        "blend_per_split": [_blend_from_list(per_split[split], blend_file.parent) for split in SPLITS],
         "split": None,
         "path_to_cache": str(out / "index_cache"),
     }
 
 
-def _blend_from_list(items: list[str] | str | None) -> list[Any] | None:
-    """Megatron's `get_blend_from_list`: `[w1, p1, w2, p2]` -> `[[p1, p2], [w1, w2]]`; prefixes only -> weights null."""
+def _blend_from_list(items: list[str] | str | None, base: Path) -> list[Any] | None:
+    """Megatron's `get_blend_from_list`: `[w1, p1, w2, p2]` -> `[[p1, p2], [w1, w2]]`; prefixes only -> weights
+    null. Each prefix is located as the embedded trainer does (moved data reads its own copy)."""
+    from nemotron.data.indexed import locate_prefix
+
     if items is None:
         return None
     items = items.split() if isinstance(items, str) else [str(item) for item in items]
     if not items:
         return None
-    if len(items) % 2 == 0 and all(_is_number(w) for w in items[0::2]):
-        return [[p.strip() for p in items[1::2]], [float(w) for w in items[0::2]]]
-    return [[p.strip() for p in items], None]  # not weight/prefix pairs: all items are prefixes, as Megatron reads them
+    pairs = len(items) % 2 == 0 and all(_is_number(w) for w in items[0::2])
+    prefixes = [str(locate_prefix(p.strip(), base)) for p in (items[1::2] if pairs else items)]
+    return [prefixes, [float(w) for w in items[0::2]] if pairs else None]  # not pairs: all items are prefixes
 
 
 def _is_number(text: str) -> bool:

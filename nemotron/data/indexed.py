@@ -56,6 +56,28 @@ def idx_path(prefix: str | Path) -> Path:
     return Path(f"{prefix}.idx")
 
 
+def locate_prefix(prefix: str | Path, base: Path) -> Path:
+    """Where the shard that a `blend.json` prefix names lies now; `base` is the blend file's directory.
+
+    Our blend.json holds absolute prefixes (Megatron reads them verbatim), which still name the old place when
+    the data moves (an exported closure imported on another machine). So a prefix outside `base` is looked for
+    inside it by its trailing path components, longest first: moved data reads its own copy. A relative
+    prefix is relative to `base`; one found nowhere is kept as written (an imported blend may name shards
+    anywhere).
+    """
+    path = Path(prefix)
+    if not path.is_absolute():
+        return base / path
+    if path.is_relative_to(base):
+        return path
+    parts = path.parts[1:]
+    for start in range(len(parts)):
+        candidate = base.joinpath(*parts[start:])
+        if idx_path(candidate).is_file():
+            return candidate
+    return path
+
+
 @dataclass(frozen=True)
 class IndexSummary:
     """Counts of a finalized dataset."""

@@ -419,7 +419,7 @@ def blend_per_split(blend: BlendConfig, receipts: list[ShardReceipt], data_dir: 
     Absolute, not relative to the file: Megatron-LM (`get_blend_and_blend_per_split`) and Megatron-Bridge
     (`get_blend_fields_from_data_paths`) pass the prefixes of `--per-split-data-args-path` verbatim to
     `IndexedDataset`, so a relative prefix would be read relative to the training job's working directory.
-    Whoever moves the data (`nemotron-art import-bundle`) rewrites them with `rebase_blend`.
+    Readers find moved shards in the data's new place with `indexed.locate_prefix`.
     """
     weights = {s.name: s.weight for s in blend.sources}
     result: dict[str, list[str] | None] = {}
@@ -442,34 +442,6 @@ def write_blend(blend: BlendConfig, receipts: list[ShardReceipt], data_dir: Path
     content = blend_per_split(blend, receipts, data_dir)
     _write_atomic(data_dir / BLEND_FILE, json.dumps(content, indent=2) + "\n")
     return content
-
-
-def rebase_blend(blend_file: Path, old_root: str | Path, new_root: str | Path) -> int:
-    """Point the prefixes of a moved `blend.json` at the new place: every prefix under `old_root` is moved
-    under `new_root` (others, and relative ones, are kept). Returns how many were rewritten.
-
-    For data copied elsewhere (an exported closure imported on another machine): blend.json names its shards
-    by absolute path (see `blend_per_split`), which still points at the old place after a copy.
-    """
-    old_root, new_root = Path(old_root), Path(new_root)
-    content = json.loads(Path(blend_file).read_text())
-    rewritten = 0
-    for split, entries in content.items():
-        if not isinstance(entries, list):
-            continue
-        for i in range(1, len(entries), 2):
-            prefix = Path(entries[i])
-            if prefix.is_absolute() and prefix.is_relative_to(old_root):
-                entries[i] = str(new_root / prefix.relative_to(old_root))
-                rewritten += 1
-        content[split] = entries
-    if rewritten:
-        _write_atomic(Path(blend_file), json.dumps(content, indent=2) + "\n")
-    return rewritten
-
-
-# -- files ------------------------------------------------------------------------------------------------
-
 
 def file_digest(path: Path) -> str:
     import xxhash

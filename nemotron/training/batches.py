@@ -20,14 +20,16 @@ from nemotron.errors import NemotronError
 
 
 def blend_split(data_dir: str | Path, blend_path: str, split: str) -> list[tuple[float, Path]]:
-    """(weight, shard prefix) of one split of a `blend.json`; relative prefixes are relative to the file."""
+    """(weight, shard prefix) of one split of a `blend.json`, each prefix located by `locate_prefix`."""
+    from nemotron.data.indexed import locate_prefix
+
     path = Path(data_dir) / blend_path
     try:
         entries = json.loads(path.read_text()).get(split) or []
     except (OSError, ValueError) as exc:
         raise NemotronError(f"Cannot read the blend {path}: {exc}") from exc
     pairs = [(float(entries[i]), Path(entries[i + 1])) for i in range(0, len(entries), 2)]
-    return [(weight, prefix if prefix.is_absolute() else path.parent / prefix) for weight, prefix in pairs]
+    return [(weight, locate_prefix(prefix, path.parent)) for weight, prefix in pairs]
 
 
 class TokenWindows:

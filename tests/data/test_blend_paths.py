@@ -1,10 +1,10 @@
-"""blend.json prefixes: absolute (Megatron reads them verbatim), rebased when the data moves.
+"""blend.json prefixes: absolute (Megatron reads them verbatim), found in the data's new place when it moves.
 
 Megatron-LM's `--per-split-data-args-path` and Megatron-Bridge's `get_blend_fields_from_data_paths` hand the
 prefixes to `IndexedDataset` as they are, so a relative prefix would resolve against the training job's
-working directory; the pretrain_data stage therefore writes absolute prefixes, and data that is copied
-elsewhere gets its blend.json rewritten by `rebase_blend`. The embedded trainer's reader (`blend_split`)
-accepts both forms, resolving a relative prefix against the blend file's directory.
+working directory; the pretrain_data stage therefore writes absolute prefixes. Readers (the embedded
+trainer's `blend_split`, the Megatron-Bridge config) locate each prefix with `locate_prefix`: data that was
+copied elsewhere reads its own copy, and a relative prefix is relative to the blend file.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
-from nemotron.data.indexed import IndexedDatasetReader, token_dtype
-from nemotron.data.pretrain import BLEND_FILE, DataPlan, ShardSettings, build_shards, rebase_blend, write_blend
+from nemotron.data.indexed import IndexedDatasetReader, locate_prefix, token_dtype
+from nemotron.data.pretrain import BLEND_FILE, DataPlan, ShardSettings, build_shards, write_blend
 from nemotron.data.sources import BlendConfig, ScaleConfig
 from nemotron.data.synthetic import pretrain_documents
 from nemotron.data.tokenizer import TokenEncoder, load_tokenizer
@@ -49,33 +49,25 @@ def test_prefixes_are_absolute_and_exist(tmp_path, bpe_dir, monkeypatch):
         assert Path(prefix).is_absolute() and Path(f"{prefix}.bin").is_file() and Path(f"{prefix}.idx").is_file()
 
 
-def test_moved_data_is_rebased_and_read_at_its_new_place(tmp_path, bpe_dir):
+def test_moved_data_reads_its_own_copy(tmp_path, bpe_dir):
     data_dir = _prepare(tmp_path, bpe_dir)
     moved = tmp_path / "elsewhere" / "data"
     shutil.copytree(data_dir, moved)
-    shutil.rmtree(data_dir)  # the old place is gone (another machine)
-    assert all(not Path(f"{p}.idx").exists() for p in _prefixes(moved / BLEND_FILE))
-
-    count = rebase_blend(moved / BLEND_FILE, data_dir, moved)
-    prefixes = _prefixes(moved / BLEND_FILE)
-    assert count == len(prefixes)
-    assert all(Path(p).is_relative_to(moved) for p in prefixes)
+    for split in ("train", "valid"):  # the old place still exists, but the moved blend reads the copy
+        located = blend_split(moved, BLEND_FILE, split)
+        assert located and all(prefix.is_relative_to(moved) for _, prefix in located)
+    shutil.rmtree(data_dir)  # the old place is gone (another machine): the copy still reads
     for split in ("train", "valid"):
         for _, prefix in blend_split(moved, BLEND_FILE, split):
             assert IndexedDatasetReader(prefix).num_documents > 0
-    assert rebase_blend(moved / BLEND_FILE, data_dir, moved) == 0  # idempotent
 
 
-def test_rebase_keeps_outside_prefixes_and_null_splits(tmp_path):
-    blend_file = tmp_path / "blend.json"
-    content = {"train": ["1", "/old/data/shards/a", "2", "/other/b", "1", "rel/c"], "valid": None, "test": None}
-    blend_file.write_text(json.dumps(content))
-    assert rebase_blend(blend_file, "/old/data", "/new/data") == 1
-    assert json.loads(blend_file.read_text()) == {
-        "train": ["1", "/new/data/shards/a", "2", "/other/b", "1", "rel/c"],
-        "valid": None,
-        "test": None,
-    }
+def test_a_prefix_found_nowhere_is_kept_as_written(tmp_path):
+    assert locate_prefix("/other/place/shard_0", tmp_path) == Path("/other/place/shard_0")
+    assert locate_prefix("shards/a", tmp_path) == tmp_path / "shards" / "a"
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "shard_0.idx").write_bytes(b"")
+    assert locate_prefix("/old/run/data/train/shard_0", tmp_path) == tmp_path / "train" / "shard_0"
 
 
 def test_training_reader_resolves_relative_prefixes_against_the_file(tmp_path):

@@ -182,10 +182,10 @@ def test_pad_seq_to_mult_and_blend_lists():
     parallel = Parallelism(tensor_model_parallel_size=4, context_parallel_size=2, sequence_parallel=True)
     assert megatron_bridge.pad_seq_to_mult(parallel) == 8  # lcm(2*CP, CP*TP)
     assert megatron_bridge.pad_seq_to_mult(Parallelism(tensor_model_parallel_size=4)) == 1
-    assert megatron_bridge._blend_from_list("1 /a 3 /b") == [["/a", "/b"], [1.0, 3.0]]
-    assert megatron_bridge._blend_from_list(["/a", "/b"]) == [["/a", "/b"], None]
-    assert megatron_bridge._blend_from_list(["/a"]) == [["/a"], None]
-    assert megatron_bridge._blend_from_list(None) is None
+    assert megatron_bridge._blend_from_list("1 /a 3 /b", Path("/data")) == [["/a", "/b"], [1.0, 3.0]]
+    assert megatron_bridge._blend_from_list(["/a", "/b"], Path("/data")) == [["/a", "/b"], None]
+    assert megatron_bridge._blend_from_list(["/a"], Path("/data")) == [["/a"], None]
+    assert megatron_bridge._blend_from_list(None, Path("/data")) is None
 
 
 def test_real_run_without_megatron_bridge_says_so(tmp_path):
