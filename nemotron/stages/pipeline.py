@@ -129,9 +129,18 @@ def _evaluate_all(produced: dict[str, dict[str, str]], shared: list[str], params
         model = produced[step]["ModelArtifact"]
         evaluated = _run_step("eval", [*shared, f"++run.model={model}", *roles, *params.stage_overrides("eval")],
                               out / f"{number:02d}_eval_{step}")  # fmt: skip
-        rows.append({"stage": step, "model": model, "eval": evaluated["EvalResultsArtifact"],
+        rows.append({"stage": step, "model": model, **_model_steps(model), "eval": evaluated["EvalResultsArtifact"],
                      **_metrics(evaluated["EvalResultsArtifact"])})  # fmt: skip
     return rows
+
+
+def _model_steps(model_uri: str) -> dict[str, int | None]:
+    """The step a model was taken at, and how many its run trained (they differ where select_best chose)."""
+    from nemotron.artifacts import ModelArtifact
+    from nemotron.tracking.session import active_tracking
+
+    model = active_tracking().load(model_uri, ModelArtifact)
+    return {"step": model.step, "trained_steps": model.metadata.get("trained_steps", model.step)}
 
 
 def _metrics(eval_uri: str) -> dict[str, float | None]:
@@ -151,11 +160,17 @@ def _print_results(rows: list[dict[str, Any]]) -> None:
 
     table = Table(title="pipeline results: accuracy on held-out problems, perplexity on validation text",
                   title_justify="left")  # fmt: skip
-    for column in ("after", "accuracy", "perplexity", "model", "eval"):
-        table.add_column(column, justify="right" if column in ("accuracy", "perplexity") else "left")
+    for column in ("after", "step", "accuracy", "perplexity", "model", "eval"):
+        table.add_column(column, justify="right" if column in ("step", "accuracy", "perplexity") else "left")
     for row in rows:
         accuracy = f"{row['accuracy']:.1%}" if row.get("accuracy") is not None else "-"
         perplexity = f"{row['perplexity']:.3f}" if row.get("perplexity") is not None else "-"
-        table.add_row(row["stage"], accuracy, perplexity, row["model"].removeprefix("art://"),
+        step = str(row["step"]) if row["step"] == row["trained_steps"] else f"{row['step']} of {row['trained_steps']}"
+        table.add_row(row["stage"], step, accuracy, perplexity, row["model"].removeprefix("art://"),
                       row["eval"].removeprefix("art://"))  # fmt: skip
+        if row["step"] != row["trained_steps"]:
+            table.caption = (
+                f"{row['stage']}: the model is the one of step {row['step']}, where its validation metric was best "
+                "(stage.select_best; a later step must be better by stage.select_min_delta)"
+            )
     Console(stderr=True).print(table)

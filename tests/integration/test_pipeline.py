@@ -64,6 +64,8 @@ def test_pipeline_trains_evaluates_and_records_lineage(tmp_path: Path) -> None:
     stderr = finish(start_pipeline(tmp_path, root, out))
     results = json.loads((out / "results.json").read_text())
     assert [row["stage"] for row in results["eval"]] == ["pretrain", "sft", "rl"]
+    assert [(row["step"], row["trained_steps"]) for row in results["eval"]][:2] == [(4, 4), (3, 3)]
+    assert results["eval"][2]["trained_steps"] == 2 and results["eval"][2]["step"] in (0, 2)  # rl: select_best
     for row in results["eval"]:
         assert 0.0 <= row["accuracy"] <= 1.0 and row["perplexity"] > 1.0
         assert f"{row['accuracy']:.1%}" in stderr  # the final table shows the numbers
