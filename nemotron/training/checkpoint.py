@@ -2,7 +2,8 @@
 
     {out}/train_state.json               what this run is (a hash of its config) and whether it finished
     {out}/checkpoints/step_000100/       a Hugging Face checkpoint (model + tokenizer) plus trainer.pt
-                                         (optimizer state, RNG) and state.json (step, loss)
+                                         (optimizer state, RNG) and state.json (step, loss, best evaluation);
+                                         with select_best, best_model/ (the best model so far)
     {out}/model/                         the final model: the directory the ModelArtifact points at
 
 A checkpoint is written to a temporary directory and renamed into place, so a run killed mid-write leaves
@@ -25,6 +26,7 @@ from nemotron.errors import NemotronError
 
 STATE_FILE = "train_state.json"
 TRAINER_FILE = "trainer.pt"
+BEST_MODEL = "best_model"
 
 
 def config_hash(values: dict[str, Any]) -> str:
@@ -37,14 +39,17 @@ def write_run_state(out: Path, config: str, finished: bool) -> None:
     os.replace(tmp, out / STATE_FILE)
 
 
-def save_checkpoint(out: Path, step: int, model: Any, tokenizer: Any, optimizer: Any, state: dict[str, Any]) -> Path:
-    """`{out}/checkpoints/step_{step}`, written atomically."""
+def save_checkpoint(out: Path, step: int, model: Any, tokenizer: Any, optimizer: Any, state: dict[str, Any],
+                    best_model: Path | None = None) -> Path:  # fmt: skip
+    """`{out}/checkpoints/step_{step}`, written atomically; `best_model` is kept in it as `best_model/`."""
     import torch
 
     final = out / "checkpoints" / f"step_{step:06d}"
     tmp = final.with_name(f".{final.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(model, tokenizer, tmp)
+    if best_model is not None:
+        copy_model(best_model, tmp / BEST_MODEL)
     torch.save({"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}, tmp / TRAINER_FILE)
     (tmp / "state.json").write_text(json.dumps({"step": step, **state}) + "\n")
     os.replace(tmp, final)
@@ -70,6 +75,22 @@ def save_model_atomically(model: Any, tokenizer: Any, directory: Path) -> None:
         os.replace(directory, old)
     os.replace(tmp, directory)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def copy_model(source: Path, destination: Path) -> None:
+    """A model directory copied atomically, by hard links where possible (saved files are never rewritten in
+    place: a new save replaces the directory)."""
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    tmp = destination.with_name(f".{destination.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp, copy_function=link_or_copy)
+    os.replace(tmp, destination)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

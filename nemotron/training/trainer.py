@@ -106,6 +106,10 @@ class Trainer:
         state = ckpt.load_trainer_state(checkpoint, self.optimizer)
         self.start_step, self.resumed_from = state["step"], checkpoint
         self.metrics.restore(checkpoint.parent.parent, state["step"])
+        if state.get("best"):  # select_best: the best evaluation so far and its model carry over
+            self.best = (state["best"][0], state["best"][1])
+            if self.env.is_rank0:
+                ckpt.copy_model(checkpoint / ckpt.BEST_MODEL, self.out / "model")
         if self.env.is_rank0:
             print(f"Resuming from {checkpoint} (step {state['step']} of {self.params.steps}).")
 
@@ -169,8 +173,9 @@ class Trainer:
 
     def checkpoint(self, step: int) -> None:
         if self.env.is_rank0:
+            best_model = self.out / "model" if self.best else None
             ckpt.save_checkpoint(self.out, step, self.module, self.tokenizer, self.optimizer,
-                                 {"loss": self.metrics.last("loss")})  # fmt: skip
+                                 {"loss": self.metrics.last("loss"), "best": self.best}, best_model)  # fmt: skip
         from nemotron.training.runtime import barrier
 
         barrier(self.env)

@@ -191,3 +191,42 @@ def test_grpo_loss_on_fresh_samples_is_minus_the_mean_token_advantage() -> None:
         new = token_logprobs(model, generated)
     assert new[0, 1:3].sum() > old[0, 1:3].sum()  # the rewarded answer became more likely
     assert new[1, 1:4].sum() < old[1, 1:4].sum()  # the wrong one less likely
+
+
+def test_select_best_carries_over_a_resume(tmp_path: Path) -> None:
+    """A run killed after its step-2 checkpoint, whose best evaluation was step 0, resumes in a new directory:
+    later, worse evaluations must not replace the step-0 model."""
+    from nemotron.data.tokenizer import train_bpe
+    from nemotron.distributed import DistEnv
+    from nemotron.training.trainer import LoopParams, Trainer
+
+    tokenizer = train_bpe(["12 + 7 = 19", "3 + 4 = 7"] * 20, tmp_path / "tokenizer", vocab_size=300)
+    params = LoopParams(name="t", steps=4, lr=1e-2, eval_every=1, checkpoint_every=2, select_best="val_accuracy")
+    scores = {0: 0.5, 1: 0.1, 2: 0.2, 3: 0.3, 4: 0.3}
+    ids = torch.tensor([tokenizer("12 + 7 = 19")["input_ids"]])
+
+    def run(out: Path, kill_at: int | None = None):
+        trainer = Trainer(tiny_llama(len(tokenizer)), tokenizer, params, out, DistEnv(), torch.device("cpu"),
+                          identity={"test": 1})  # fmt: skip
+        trainer.resume()
+        done = {"steps": trainer.start_step}
+
+        def train_step(step: int) -> dict[str, float]:
+            if step == kill_at:
+                raise KeyboardInterrupt
+            loss = trainer.model(input_ids=ids, labels=ids).loss
+            trainer.update(loss)
+            done["steps"] = step + 1
+            return {"loss": loss.item()}
+
+        return trainer.fit(train_step, lambda: {"val_accuracy": scores[done["steps"]]})
+
+    runs = tmp_path / "outputs"
+    (runs / "a").mkdir(parents=True), (runs / "b").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        run(runs / "a", kill_at=3)
+    result = run(runs / "b")
+    assert result.resumed_from == runs / "a" / "checkpoints" / "step_000002"
+    assert result.step == 0 and result.metrics["selected_val_accuracy"] == 0.5
+    best = runs / "a" / "checkpoints" / "step_000002" / "best_model" / "model.safetensors"
+    assert (runs / "b" / "model" / "model.safetensors").read_bytes() == best.read_bytes()
