@@ -1,4 +1,5 @@
-"""The `nemotron_slurm` launcher schema (`hydra/launcher=nemotron_slurm`), registered in Hydra's ConfigStore.
+"""The `nemotron_slurm` and `nemotron_submitit_local` launcher schemas (`hydra/launcher=...`), registered in
+Hydra's ConfigStore.
 
 Users set these through the `launcher:` node of `launcher=slurm` (nemotron/conf/launcher/slurm.yaml), which
 maps each key here; `hydra.launcher.KEY=...` works too.
@@ -7,7 +8,15 @@ maps each key here; `hydra.launcher.KEY=...` works too.
 from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
-from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
+from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
+
+
+@dataclass
+class NemotronLocalQueueConf(LocalQueueConf):
+    """`launcher=submitit_local`: hydra-submitit-launcher's local launcher that refuses credentials on the
+    command line (they would be pickled into the submitit folder)."""
+
+    _target_: str = "hydra_plugins.nemotron_launcher.launcher.NemotronLocalLauncher"
 
 
 @dataclass
@@ -37,4 +46,7 @@ class NemotronSlurmQueueConf(SlurmQueueConf):
 
 ConfigStore.instance().store(
     group="hydra/launcher", name="nemotron_slurm", node=NemotronSlurmQueueConf, provider="nemotron"
+)
+ConfigStore.instance().store(
+    group="hydra/launcher", name="nemotron_submitit_local", node=NemotronLocalQueueConf, provider="nemotron"
 )

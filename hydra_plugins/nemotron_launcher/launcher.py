@@ -30,7 +30,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
 from hydra.errors import CompactHydraException
 from hydra.types import HydraContext
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher, LocalLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,18 @@ log = logging.getLogger(__name__)
 
 class LaunchError(CompactHydraException):
     """Bad input or a job that ended without a result: Hydra prints the message alone and exits 1."""
+
+
+class NemotronLocalLauncher(LocalLauncher):
+    """hydra-submitit-launcher's local launcher, refusing a credential on the command line before anything is
+    pickled (submitit pickles each job's overrides into its folder)."""
+
+    def setup(self, *, hydra_context: HydraContext, task_function: Any, config: DictConfig) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        from nemotron.cluster import checks
+
+        with _launch_errors():
+            checks.check_overrides(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
 
 
 class NemotronSlurmLauncher(BaseSubmititLauncher):

@@ -106,8 +106,8 @@ def check_overrides(overrides: Iterable[str]) -> None:
         value = value.strip("'\"")
         if sep and _CREDENTIAL_KEY.search(last) and value and not value.startswith("${"):
             raise ClusterError(
-                f"The command line sets {key.lstrip('+~')}, a credential. On Slurm the job's config and overrides "
-                "are written into its submission files, so secrets must not be in them: export the secret as an "
+                f"The command line sets {key.lstrip('+~')}, a credential. The submitit and Slurm launchers write the "
+                "job's config and overrides into its submission files, so secrets must not be in them: export it as an "
                 f"environment variable and write {key}='${{oc.env:NAME}}' (resolved inside the job), or let the "
                 "library read its usual variable (WANDB_API_KEY, HF_TOKEN)."
             )

@@ -80,6 +80,29 @@ def test_basic_launcher_sweep(tmp_path):
     assert overrides == ["+stage.metadata.lr=1", "+stage.metadata.lr=2"]
 
 
+SECRET = "sk-test-0123456789abcdef"
+
+
+def test_a_sweep_never_logs_or_saves_a_secret_override(tmp_path):
+    data = make_data(tmp_path / "data")
+    result = ok(nemotron("-m", "stage=register", f"stage.path={data}", "stage.name=points,other",
+                         f"+wandb.api_key={SECRET}", cwd=tmp_path,
+                         env=clean_env(NEMOTRON_ARTIFACTS_ROOT=tmp_path / "store")))  # fmt: skip
+    assert "#0 : " in result.stderr and "+wandb.api_key=***REDACTED***" in result.stderr
+    assert SECRET not in result.stderr + result.stdout
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_relative_to(data)]
+    assert written and not [p for p in written if SECRET in p.read_text(errors="replace")]
+
+
+def test_submitit_refuses_a_secret_on_the_command_line_before_pickling_it(tmp_path):
+    data = make_data(tmp_path / "data")
+    result = nemotron("launcher=submitit_local", "stage=register", f"stage.path={data}", "stage.name=points",
+                      f"+wandb.api_key={SECRET}", cwd=tmp_path, env=clean_env(NEMOTRON_ARTIFACTS_ROOT=tmp_path / "s"))
+    assert result.returncode == 1 and "wandb.api_key, a credential" in result.stderr
+    assert "Traceback" not in result.stderr and SECRET not in result.stderr
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "s").exists()
+
+
 def test_simultaneous_runs_get_distinct_output_dirs(tmp_path):
     data = make_data(tmp_path / "data")
     root = tmp_path / "store"
