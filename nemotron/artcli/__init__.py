@@ -31,6 +31,16 @@ from nemotron.errors import NemotronError
 LINEAGE_FORMATS = ("tree", "json", "mermaid", "dot", "html")
 
 
+def make_console(stderr: bool = False):
+    """The console of `nemotron-art`. Piped or redirected, rich would assume 80 columns and cut names and
+    paths short; there it is as wide as the content (COLUMNS, if set, still wins)."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 1000
+    return Console(highlight=False, soft_wrap=True, stderr=stderr, width=width)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nemotron-art",

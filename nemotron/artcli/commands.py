@@ -9,13 +9,13 @@ from argparse import Namespace
 from rich.console import Console
 from rich.table import Table
 
-from nemotron.artcli import print_json
+from nemotron.artcli import make_console, print_json
 from nemotron.artifacts.refs import ArtifactRef
 from nemotron.errors import NemotronError
 from nemotron.tracking.lineage import downstream, lineage_graph, render_tree, upstream
 from nemotron.tracking.store import ManifestStore
 
-console = Console(highlight=False, soft_wrap=True)
+console = make_console()
 
 
 def ls(store: ManifestStore, args: Namespace) -> int:
@@ -123,7 +123,8 @@ def lineage(store: ManifestStore, args: Namespace) -> int:
             return _emit(json.dumps(nested, indent=2, default=str) + "\n", args.output)
         if args.output:
             with open(args.output, "w") as f:
-                Console(file=f, highlight=False, soft_wrap=True, color_system=None).print(render_tree(nested))
+                tree_file = Console(file=f, highlight=False, soft_wrap=True, color_system=None, width=1000)
+                tree_file.print(render_tree(nested))
             return 0
         console.print(render_tree(nested))
         return 0

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from argparse import Namespace
 
-from rich.console import Console
 from rich.table import Table
 
-from nemotron.artcli import print_json
+from nemotron.artcli import make_console, print_json
 from nemotron.tracking.gc import apply_gc, plan_gc
 from nemotron.tracking.store import ManifestStore
 
-console = Console(highlight=False, soft_wrap=True)
+console = make_console()
 
 
 def gc(store: ManifestStore, args: Namespace) -> int:

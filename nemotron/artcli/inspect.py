@@ -6,13 +6,12 @@ import json
 from argparse import Namespace
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-from nemotron.artcli import print_json
+from nemotron.artcli import make_console, print_json
 from nemotron.tracking.store import ManifestStore
 
-console = Console(highlight=False, soft_wrap=True)
+console = make_console()
 _STYLE = {"OK": "green", "UNCHECKED": "dim", "MODIFIED": "bold red", "MISSING": "bold red", "NEW": "yellow"}
 
 

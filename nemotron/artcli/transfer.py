@@ -7,13 +7,11 @@ from argparse import Namespace
 from dataclasses import asdict
 from typing import Any
 
-from rich.console import Console
-
-from nemotron.artcli import print_json
+from nemotron.artcli import make_console, print_json
 from nemotron.artifacts.base import Artifact
 from nemotron.tracking.store import ManifestStore
 
-console = Console(highlight=False, soft_wrap=True, stderr=True)
+console = make_console(stderr=True)
 
 
 def import_model(store: ManifestStore, args: Namespace) -> int:

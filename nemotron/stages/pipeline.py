@@ -161,7 +161,8 @@ def _print_results(rows: list[dict[str, Any]]) -> None:
     table = Table(title="pipeline results: accuracy on held-out problems, perplexity on validation text",
                   title_justify="left")  # fmt: skip
     for column in ("after", "step", "accuracy", "perplexity", "model", "eval"):
-        table.add_column(column, justify="right" if column in ("step", "accuracy", "perplexity") else "left")
+        table.add_column(column, justify="right" if column in ("step", "accuracy", "perplexity") else "left",
+                         overflow="fold")  # a narrow terminal wraps a name, never cuts it
     for row in rows:
         accuracy = f"{row['accuracy']:.1%}" if row.get("accuracy") is not None else "-"
         perplexity = f"{row['perplexity']:.3f}" if row.get("perplexity") is not None else "-"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from clitools import clean_env, json_line, nemotron, nemotron_art, ok
+from clitools import clean_env, json_line, nemotron, nemotron_art, ok, register
 
 
 def _shards(directory, count=4, size=4096):
@@ -109,3 +109,15 @@ def test_diff_shows_inputs_and_content_changes(tmp_path):
     raw = json.loads(ok(nemotron_art("diff", "raw:v1", "raw:v2", "--json", cwd=tmp_path, env=env)).stdout)
     assert raw["files"]["changed"] == ["shard_000000.bin"] and raw["files"]["only_in_b"] == ["shard_000002.bin"]
     assert raw["artifact"]["path"] == {"a": str(first), "b": str(second)}
+
+
+def test_piped_listings_and_trees_are_never_cut_short(tmp_path):
+    """Piped, rich would assume 80 columns: names and paths must still come out whole."""
+    env = clean_env(NEMOTRON_ARTIFACTS_ROOT=tmp_path / "store", COLUMNS=None)
+    deep = tmp_path / "a-rather-long-directory-name-for-the-data" / "and-a-second-level-of-it-too"
+    deep.mkdir(parents=True)
+    (deep / "input.txt").write_text("x\n")
+    name = "an-artifact-with-a-name-long-enough-to-be-cut-in-eighty-columns"
+    register(name, deep, tmp_path, env)
+    assert name in ok(nemotron_art("ls", cwd=tmp_path, env=env)).stdout
+    assert str(deep) in ok(nemotron_art("lineage", name, cwd=tmp_path, env=env)).stdout
