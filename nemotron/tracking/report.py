@@ -15,13 +15,22 @@ def _console():
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _grid():
+    """Two columns, key and value; a long value (a path, a URI) wraps in a narrow terminal, it is never cut."""
+    from rich.table import Table
+
+    table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    return table
+
+
 def print_submission(config: Any, mode: str) -> None:
     """Before the job: where the config came from, which stores are active, launcher and mode."""
     from rich.panel import Panel
-    from rich.table import Table
 
     hydra = config.hydra
-    table = Table.grid(padding=(0, 2))
+    table = _grid()
     choices = {k: v for k, v in hydra.runtime.choices.items() if not k.startswith("hydra/")}
     table.add_row("config", ", ".join(f"{k}={v}" for k, v in choices.items()))
     sources = [s.path for s in hydra.runtime.config_sources if s.provider not in ("hydra", "schema")]
@@ -47,9 +56,8 @@ def print_completion(
     artifact: Artifact, manifest: Manifest | None, store_url: str | None, wandb: dict[str, Any] | None = None
 ) -> None:
     from rich.panel import Panel
-    from rich.table import Table
 
-    table = Table.grid(padding=(0, 2))
+    table = _grid()
     table.add_row("uri", manifest.uri if manifest else "(not tracked: artifacts=none)")
     table.add_row("type", artifact.type)
     table.add_row("path", artifact.path)
