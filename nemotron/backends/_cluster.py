@@ -182,3 +182,8 @@ def run_dir(explicit: str | None) -> Path:
     out = fresh_output_dir(explicit, () if requeued else ("checkpoints",))
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def given(values: dict[str, Any]) -> dict[str, Any]:
+    """The values that are set: a None hyperparameter is left to the recipe (or NeMo-RL's base config)."""
+    return {key: value for key, value in values.items() if value is not None}

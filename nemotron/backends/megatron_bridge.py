@@ -63,11 +63,12 @@ class MegatronStageParams(BaseModel):
     name: str
     data_uri: str
     model_uri: str | None = None
-    steps: int
-    lr: float
-    min_lr: float
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
+    # None: the recipe's value (model.train.<stage> in the model's YAML; see conf/model/nano3.yaml)
+    steps: int | None
+    lr: float | None
+    min_lr: float | None
+    warmup_steps: int | None = None
+    weight_decay: float | None = None
     grad_clip: float = 1.0
     eval_every: int = 100
     eval_batches: int = 8
@@ -171,13 +172,13 @@ def build_config(
     check_batch(global_batch, micro_batch, parallel, cluster)
     config: dict[str, Any] = {
         "model": {**parallel.model_dump(), "seq_length": seq_length},
-        "train": {
+        "train": _cluster.given({
             "train_iters": params.steps,
             "global_batch_size": global_batch,
             "micro_batch_size": micro_batch,
-        },
+        }),
         "validation": {"eval_interval": params.eval_every, "eval_iters": params.eval_batches},
-        "optimizer": {
+        "optimizer": _cluster.given({
             "optimizer": "adam",
             "lr": params.lr,
             "min_lr": params.min_lr,
@@ -185,14 +186,14 @@ def build_config(
             "clip_grad": params.grad_clip,
             "bf16": True,
             "use_distributed_optimizer": True,
-        },
-        "scheduler": {
+        }),
+        "scheduler": _cluster.given({
             "lr_decay_style": "cosine",
             "lr_warmup_iters": params.warmup_steps,
             "lr_decay_iters": params.steps,
             "start_weight_decay": params.weight_decay,
             "end_weight_decay": params.weight_decay,
-        },
+        }),
         "dataset": dataset,
         "checkpoint": checkpoint(params, out, base),
         "logger": logger(cfg, params, out),
@@ -440,7 +441,7 @@ def _run_on_node(
         path=str(save),
         name=name,
         format="megatron",
-        step=_latest_iteration(save, int(config["train"]["train_iters"])),
+        step=_latest_iteration(save, int(config["train"].get("train_iters", 0))),
         stage=mode,
         tokenizer_uri=getattr(data, "tokenizer_uri", None),
         base_model=base.uri if base is not None else None,

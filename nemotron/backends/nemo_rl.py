@@ -51,15 +51,16 @@ class GRPOStageParams(BaseModel):
     model: str
     model_uri: str
     data_uri: str
-    steps: int
+    # None: NeMo-RL's base config decides (model.train.rl in the model's YAML; see conf/model/nano3.yaml)
+    steps: int | None
     prompts_per_step: int = 16
     group_size: int = 8
     max_new_tokens: int = 32
     temperature: float = 1.0
-    lr: float = 3.0e-5
-    min_lr: float = 3.0e-5
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
+    lr: float | None = None
+    min_lr: float | None = None
+    warmup_steps: int | None = None
+    weight_decay: float | None = None
     clip_eps: float = 0.2
     kl_coef: float = 0.02
     grad_clip: float = 1.0
@@ -124,14 +125,14 @@ def build_config(
     check_parallelism(rl, cluster)
     return {
         "defaults": str(Path(rl.get("nemo_rl_dir", "/opt/nemo-rl")) / rl["base_config"]),
-        "grpo": {
+        "grpo": _cluster.given({
             "num_prompts_per_step": params.prompts_per_step,
             "num_generations_per_prompt": params.group_size,
             "max_num_steps": params.steps,
             "val_period": params.eval_every,
             "max_val_samples": params.eval_problems,
             "seed": params.seed,
-        },
+        }),
         "loss_fn": {
             "reference_policy_kl_penalty": params.kl_coef,
             "ratio_clip_min": params.clip_eps,
@@ -200,15 +201,17 @@ def policy(cfg: DictConfig, params: GRPOStageParams, rl: Mapping[str, Any], base
         values["megatron_cfg"] = {
             "enabled": True,
             **rl["megatron_cfg"],
-            "optimizer": {"lr": params.lr, "min_lr": params.min_lr, "weight_decay": params.weight_decay},
-            "scheduler": {"lr_warmup_iters": params.warmup_steps, "lr_decay_iters": params.steps},
+            "optimizer": _cluster.given(
+                {"lr": params.lr, "min_lr": params.min_lr, "weight_decay": params.weight_decay}
+            ),
+            "scheduler": _cluster.given({"lr_warmup_iters": params.warmup_steps, "lr_decay_iters": params.steps}),
         }
     else:
         values["dtensor_cfg"] = {"enabled": True, **(rl.get("dtensor_cfg") or {})}
         values["megatron_cfg"] = {"enabled": False}
         values["optimizer"] = {
             "name": "torch.optim.AdamW",
-            "kwargs": {"lr": params.lr, "weight_decay": params.weight_decay},
+            "kwargs": _cluster.given({"lr": params.lr, "weight_decay": params.weight_decay}),
         }
     return values
 
@@ -346,12 +349,18 @@ def _run_on_node(
         path=str(config["checkpointing"]["checkpoint_dir"]),
         name=_artifact_name(cfg, params),
         format="nemo_rl",
-        step=params.steps,
+        step=_last_step(Path(config["checkpointing"]["checkpoint_dir"])),
         stage="rl",
         tokenizer_uri=base.tokenizer_uri,
         base_model=base.uri,
         metadata={"algorithm": "grpo", "nodes": cluster.nodes, "gpus_per_node": cluster.gpus_per_node},
     )
+
+
+def _last_step(checkpoint_dir: Path) -> int:
+    """The step of NeMo-RL's last checkpoint (`step_N/` directories); 0 if it saved none."""
+    steps = [int(p.name.removeprefix("step_")) for p in checkpoint_dir.glob("step_*") if p.name[5:].isdigit()]
+    return max(steps, default=0)
 
 
 def _shell(command: str, env: Mapping[str, str], what: str, check: bool = True) -> None:

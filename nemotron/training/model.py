@@ -30,6 +30,7 @@ class TinyModelConfig(BaseModel):
     max_seq_len: int = Field(256, ge=8)
     rope_theta: float = 10000.0
     tie_word_embeddings: bool = True
+    train: dict[str, dict[str, Any]] = Field(default_factory=dict, description="stage hyperparameters (stage YAMLs)")
 
 
 def build_model(config: TinyModelConfig, tokenizer: Any) -> Any:

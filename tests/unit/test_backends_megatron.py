@@ -65,6 +65,14 @@ def dry_run(inputs: dict, tmp_path: Path, mode: str, *overrides: str) -> tuple[d
     return config, (tmp_path / megatron_bridge.SCRIPT_FILE).read_text()
 
 
+def test_hyperparameters_not_given_are_the_recipes(inputs, tmp_path):
+    """model=nano3 sets model.train.pretrain.* to null: the tiny model's stage defaults never reach a 30B run."""
+    config, _ = dry_run(inputs, tmp_path, "pretrain")
+    assert config["train"] == {"global_batch_size": 768, "micro_batch_size": 1}
+    assert not {"lr", "min_lr", "weight_decay"} & set(config["optimizer"])
+    assert set(config["scheduler"]) == {"lr_decay_style"}
+
+
 def test_pretrain_config_has_megatron_bridge_fields_and_values(inputs, tmp_path, capsys):
     config, _ = dry_run(inputs, tmp_path, "pretrain", "stage.steps=1000", "stage.lr=2e-4", "stage.min_lr=2e-5")
     assert set(config) <= CONFIG_CONTAINER_FIELDS
@@ -72,7 +80,8 @@ def test_pretrain_config_has_megatron_bridge_fields_and_values(inputs, tmp_path,
     assert config["model"]["seq_length"] == config["dataset"]["seq_length"] == 8192
     assert config["train"] == {"train_iters": 1000, "global_batch_size": 768, "micro_batch_size": 1}
     assert config["optimizer"]["lr"] == 2e-4 and config["optimizer"]["min_lr"] == 2e-5
-    assert config["scheduler"]["lr_decay_iters"] == 1000 and "lr_warmup_iters" in config["scheduler"]
+    assert config["scheduler"]["lr_decay_iters"] == 1000
+    assert "lr_warmup_iters" not in config["scheduler"]  # not given: the recipe's
     assert set(config["validation"]) == {"eval_interval", "eval_iters"}
     # blend.json (per split) -> blend_per_split with split=None and blend=None (MCore's assertion)
     assert config["dataset"]["path_to_cache"] == str(tmp_path / "index_cache")

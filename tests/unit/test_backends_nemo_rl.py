@@ -69,7 +69,10 @@ def test_policy_uses_the_pinned_model_megatron_and_vllm(inputs, tmp_path):
     megatron = policy["megatron_cfg"]
     assert megatron["enabled"] is True
     assert megatron["tensor_model_parallel_size"] == 2 and megatron["expert_model_parallel_size"] == 8
-    assert {"lr", "min_lr", "weight_decay"} <= set(megatron["optimizer"])
+    assert megatron["optimizer"] == {} and megatron["scheduler"] == {}  # not given: NeMo-RL's base config
+    given, _ = dry_run(inputs, tmp_path / "given", "stage.lr=1e-6", "stage.steps=50")
+    assert given["policy"]["megatron_cfg"]["optimizer"] == {"lr": 1e-6}
+    assert given["policy"]["megatron_cfg"]["scheduler"] == {"lr_decay_iters": 50}
     assert policy["generation"]["backend"] == "vllm"
     assert policy["generation"]["vllm_cfg"] == {"tensor_parallel_size": 4, "gpu_memory_utilization": 0.7}
 
