@@ -17,12 +17,34 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from pydantic import BaseModel, ConfigDict
 
 from nemotron.cluster.checks import ClusterError, check_no_secret_values, check_settings
 
 # Environment variables a job needs that carry credentials: they reach the job through the environment of the
 # shell that runs sbatch (Slurm exports it), never through the script. Named in the script, never valued.
 SECRET_VARIABLES = ("WANDB_API_KEY", "HF_TOKEN")
+
+
+class BackendStageParams(BaseModel):
+    """The `stage:` keys both backends read (the rest belong to the embedded trainer, or to one backend)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    data_uri: str
+    # None: the recipe's value (model.train.<stage> in the model's YAML; see conf/model/nano3.yaml)
+    steps: int | None
+    lr: float | None = None
+    min_lr: float | None = None
+    warmup_steps: int | None = None
+    weight_decay: float | None = None
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    checkpoint_every: int = 100
+    seed: int = 1234
+    output_dir: str | None = None
+    dry_run: bool = False
 
 
 @dataclass(frozen=True)

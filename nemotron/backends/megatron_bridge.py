@@ -55,28 +55,12 @@ NOT_INSTALLED = (
 )
 
 
-class MegatronStageParams(BaseModel):
-    """The `stage:` keys this backend reads (the rest belong to the embedded trainer)."""
+class MegatronStageParams(_cluster.BackendStageParams):
+    """The `stage:` keys of conf/stage/{pretrain,sft}.yaml this backend reads."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    name: str
-    data_uri: str
     model_uri: str | None = None
-    # None: the recipe's value (model.train.<stage> in the model's YAML; see conf/model/nano3.yaml)
-    steps: int | None
-    lr: float | None
-    min_lr: float | None
-    warmup_steps: int | None = None
-    weight_decay: float | None = None
-    grad_clip: float = 1.0
-    eval_every: int = 100
     eval_batches: int = 8
-    checkpoint_every: int = 100
     log_every: int = 10
-    seed: int = 1234
-    output_dir: str | None = None
-    dry_run: bool = False
 
 
 class Parallelism(BaseModel):

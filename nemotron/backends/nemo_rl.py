@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from pydantic import BaseModel, ConfigDict
 
 from nemotron.artifacts import ModelArtifact, SplitJsonlDataArtifact
 from nemotron.backends import _cluster
@@ -42,34 +41,20 @@ NOT_INSTALLED = (
 )
 
 
-class GRPOStageParams(BaseModel):
+class GRPOStageParams(_cluster.BackendStageParams):
     """The `stage:` keys of `conf/stage/rl.yaml` this backend reads."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    name: str
     model: str
     model_uri: str
-    data_uri: str
-    # None: NeMo-RL's base config decides (model.train.rl in the model's YAML; see conf/model/nano3.yaml)
-    steps: int | None
     prompts_per_step: int = 16
     group_size: int = 8
     max_new_tokens: int = 32
     temperature: float = 1.0
-    lr: float | None = None
-    min_lr: float | None = None
-    warmup_steps: int | None = None
-    weight_decay: float | None = None
     clip_eps: float = 0.2
     kl_coef: float = 0.02
-    grad_clip: float = 1.0
     eval_every: int = 5
     eval_problems: int = 200
     checkpoint_every: int = 10
-    seed: int = 1234
-    output_dir: str | None = None
-    dry_run: bool = False
 
 
 def run(cfg: DictConfig) -> ModelArtifact | None:
