@@ -443,6 +443,10 @@ def write_blend(blend: BlendConfig, receipts: list[ShardReceipt], data_dir: Path
     _write_atomic(data_dir / BLEND_FILE, json.dumps(content, indent=2) + "\n")
     return content
 
+
+# -- files ------------------------------------------------------------------------------------------------
+
+
 def file_digest(path: Path) -> str:
     import xxhash
 
