@@ -204,6 +204,11 @@ class SourceStream:
         field = self.source.text_field
         for row in self:
             value = row.get(field) if isinstance(row, dict) else None
+            if value is None and isinstance(row, dict) and field in row:
+                raise NemotronError(
+                    f"Source {self.source.name!r}: the text field {field!r} is null in the row at {self.location}. "
+                    "Remove the rows without text, or fill them."
+                )
             if value is None:
                 keys = ", ".join(sorted(row)) if isinstance(row, dict) else type(row).__name__
                 raise NemotronError(
@@ -259,11 +264,20 @@ class SourceStream:
         fs, path = fsspec.core.url_to_fs(url)
         self._files += 1
         self._bytes += fs.size(path) or 0
-        with fsspec.open(url, "rb", compression=compression) as f:
-            if fmt == "parquet":
-                yield from self._parquet_rows(f, url)
-            else:
-                yield from self._line_rows(f, url, fmt)
+        try:
+            with fsspec.open(url, "rb", compression=compression) as f:
+                if fmt == "parquet":
+                    yield from self._parquet_rows(f, url)
+                else:
+                    yield from self._line_rows(f, url, fmt)
+        except _read_errors() as exc:
+            where = f"after the row at {self.location}" if self.location.startswith(url) else "at its start"
+            raise NemotronError(
+                f"Source {self.source.name!r}: cannot read {url} as {fmt}{f' ({compression})' if compression else ''}"
+                f" {where}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}. The "
+                "file is truncated, damaged or not in the format its name says: fix or replace it, or set format "
+                "on the source."
+            ) from exc
 
     def _line_rows(self, f, url: str, fmt: str) -> Iterator[tuple[str, dict[str, Any]]]:
         text_field = self.source.text_field
@@ -325,6 +339,27 @@ class SourceStream:
         if source.kind == "hf":
             return f"hf://datasets/{hf_dataset_id(source.uri)}"
         return source.uri if "://" in source.uri else os.path.abspath(source.uri)
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What a damaged file raises while it is read: truncated compression, bad bytes, a file that is not Parquet."""
+    import lzma
+    import zlib
+
+    errors: list[type[BaseException]] = [EOFError, OSError, ValueError, zlib.error, lzma.LZMAError]
+    try:
+        import pyarrow
+
+        errors.append(pyarrow.ArrowException)
+    except ImportError:
+        pass
+    try:
+        import zstandard
+
+        errors.append(zstandard.ZstdError)
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 def _text_loads() -> Callable[[bytes], Any]:

@@ -16,6 +16,8 @@ DistributedDataParallel and only rank 0 writes.
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from nemotron.distributed import DistEnv
+from nemotron.errors import NemotronError
 from nemotron.training import checkpoint as ckpt
 from nemotron.training.metrics import MetricsLog
 from nemotron.training.optim import adamw, lr_at, set_lr
@@ -37,7 +40,7 @@ class LoopParams(BaseModel):
 
     name: str
     steps: int = Field(ge=1)
-    lr: float = Field(gt=0)
+    lr: float = Field(gt=0, allow_inf_nan=False)
     min_lr: float = Field(0.0, ge=0)
     warmup_steps: int = Field(0, ge=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -52,10 +55,11 @@ class LoopParams(BaseModel):
     dry_run: bool = False
     select_best: str | None = Field(None, description="val_accuracy (higher is better) or val_loss (lower)")
     select_min_delta: float = Field(0.0, ge=0, description="how much better a later step must be to be kept")
+    max_skipped_steps: int = Field(ge=0, description="steps with a non-finite loss or grad norm skipped, at most")
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same run (for resume): everything but where and how it runs."""
-        return self.model_dump(exclude={"resume", "output_dir", "device", "dry_run", "log_every"})
+        return self.model_dump(exclude={"resume", "output_dir", "device", "dry_run", "log_every", "max_skipped_steps"})
 
 
 @dataclass
@@ -83,6 +87,8 @@ class Trainer:
         self.start_step = 0
         self.resumed_from: Path | None = None
         self.best: tuple[float, int] | None = None  # (metric, step) of the model in {out}/model with select_best
+        self.skipped = 0  # optimizer steps skipped for a non-finite loss or gradient norm
+        self.step = 0  # the step `fit` is running, for error messages
 
     def _wrap(self, module: Any) -> Any:
         if not self.env.is_distributed:
@@ -116,16 +122,54 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------------------------
 
     def update(self, loss: Any) -> float | None:
-        """Backward, clip the global gradient norm, step, zero: one optimizer step. Returns the norm."""
+        """Backward, clip the global gradient norm, step, zero: one optimizer step. Returns the norm.
+
+        A step whose loss or global gradient norm is not finite is skipped (no optimizer step), as Megatron-LM
+        skips an iteration whose grad norm is inf/nan (megatron/training/training.py `train_step`:
+        `skipped_iter` when `optimizer.step()` reports no update; its log counts "number of skipped
+        iterations" and "number of nan iterations"). More than `max_skipped_steps` of them stop the run with
+        an error instead of committing a broken model (Megatron's `check_for_nan_in_loss_and_grad` raises).
+        """
         import torch
 
         loss.backward()
-        norm = None
-        if self.params.grad_clip:
-            norm = float(torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.params.grad_clip))
-        self.optimizer.step()
+        max_norm = self.params.grad_clip or float("inf")  # inf: measure the norm without clipping
+        norm = float(torch.nn.utils.clip_grad_norm_(self.module.parameters(), max_norm))
+        if self._all_finite(float(loss.detach()), norm):
+            self.optimizer.step()
+        else:
+            self._skip(float(loss.detach()), norm)
         self.optimizer.zero_grad(set_to_none=True)
-        return norm
+        return norm if self.params.grad_clip else None
+
+    def _all_finite(self, loss: float, norm: float) -> bool:
+        """Whether the loss and the norm are finite on every rank (all ranks skip the same steps)."""
+        import math
+
+        finite = math.isfinite(loss) and math.isfinite(norm)
+        if not self.env.is_distributed:
+            return finite
+        import torch
+        import torch.distributed as dist
+
+        flag = torch.tensor([0.0 if finite else 1.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return not bool(flag.item())
+
+    def _skip(self, loss: float, norm: float) -> None:
+        self.skipped += 1
+        limit = self.params.max_skipped_steps
+        if self.skipped > limit:
+            raise NemotronError(
+                f"Training stopped at step {self.step + 1} of {self.params.steps}: the loss is {loss} and the "
+                f"gradient norm {norm}, and {self.skipped} optimizer step(s) had a non-finite loss or gradient "
+                f"norm, more than stage.max_skipped_steps={limit}. The model diverged, so nothing is committed. "
+                f"Lower stage.lr (now {self.params.lr:g}) or raise stage.warmup_steps (now "
+                f"{self.params.warmup_steps}), and run again."
+            )
+        if self.env.is_rank0:
+            print(f"Skipping step {self.step + 1}: loss {loss}, gradient norm {norm} ({self.skipped} of at most "
+                  f"{limit} skipped).", file=sys.stderr)  # fmt: skip
 
     def set_lr(self, step: int) -> float:
         p = self.params
@@ -142,6 +186,8 @@ class Trainer:
         seconds, tokens = 0.0, 0  # time in training steps: evaluations and checkpoints are not counted
         with _Progress(p.name, p.steps, self.start_step, self.env.is_rank0) as progress:
             for step in range(self.start_step, p.steps):
+                self.step = step
+                skipped_before = self.skipped
                 started = time.perf_counter()
                 lr = self.set_lr(step)
                 self.model.train()
@@ -150,6 +196,8 @@ class Trainer:
                 tokens += int(values.pop("tokens", 0))
                 rate = tokens / max(seconds, 1e-9)
                 done = step + 1
+                if self.skipped > skipped_before:  # a skipped step's non-finite values are not metrics
+                    values = {k: v for k, v in values.items() if math.isfinite(v)} | {"skipped_steps": self.skipped}
                 if done % p.log_every == 0 or done == p.steps:
                     self.metrics.log(done, **values, lr=lr, tokens_per_s=rate)
                 if evaluate and ((p.eval_every and done % p.eval_every == 0) or done == p.steps):
@@ -162,6 +210,13 @@ class Trainer:
     def _evaluate(self, step: int, evaluate: Callable[[], dict[str, float]]) -> None:
         self.module.eval()
         values = evaluate()
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if bad:
+            raise NemotronError(
+                f"The evaluation at step {step} of {self.params.name} gave "
+                f"{', '.join(f'{k}={v}' for k, v in bad.items())}: the model diverged, so nothing is committed. "
+                f"Lower stage.lr (now {self.params.lr:g}) or raise stage.warmup_steps, and run again."
+            )
         self.metrics.log(step, **values)
         metric = self.params.select_best
         if metric and metric in values:
@@ -182,6 +237,7 @@ class Trainer:
 
     def _finish(self, tokens: int, seconds: float) -> TrainResult:
         model_dir = self.out / "model"
+        self._check_finite_weights()
         plot = None
         if self.env.is_rank0:
             if self.best is None:
@@ -196,6 +252,19 @@ class Trainer:
         step = self.best[1] if self.best else self.params.steps
         return TrainResult(step, model_dir, summary, self.metrics.path, plot, self.resumed_from,
                            self.best[1] if self.best else None)  # fmt: skip
+
+
+    def _check_finite_weights(self) -> None:
+        """A last update can leave non-finite weights that no later step saw: never save such a model."""
+        import torch
+
+        broken = [name for name, p in self.module.named_parameters() if not bool(torch.isfinite(p).all())]
+        if broken:
+            raise NemotronError(
+                f"After {self.params.steps} steps of {self.params.name}, {len(broken)} weight tensor(s) hold "
+                f"non-finite values (the first: {broken[0]}): the model diverged, so nothing is committed. Lower "
+                f"stage.lr (now {self.params.lr:g}) or raise stage.warmup_steps, and run again."
+            )
 
 
 class _Progress:

@@ -183,7 +183,27 @@ def _wrong_type(tmp_path: Path) -> SourceConfig:
     return SourceConfig(name="s", uri=str(tmp_path / "d.jsonl"))
 
 
+def _truncated(tmp_path: Path, suffix: str) -> SourceConfig:
+    path = _write(tmp_path / f"d.jsonl{suffix}", "jsonl", [{"text": t} for t in DOCS * 50])
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return SourceConfig(name="s", uri=str(path))
+
+
+def _not_parquet(tmp_path: Path) -> SourceConfig:
+    (tmp_path / "d.parquet").write_text('{"text": "JSON lines, not Parquet"}\n')
+    return SourceConfig(name="s", uri=str(tmp_path / "d.parquet"))
+
+
+def _parquet_null(tmp_path: Path) -> SourceConfig:
+    _write(tmp_path / "d.parquet", "parquet", [{"text": "ok"}, {"text": "ok"}, {"text": None}])
+    return SourceConfig(name="s", uri=str(tmp_path / "d.parquet"))
+
+
 BAD_SOURCES = {
+    "truncated gzip": (lambda p: _truncated(p, ".gz"), ["cannot read", "d.jsonl.gz as jsonl (gzip)", "EOFError",
+                                                         "truncated"]),  # fmt: skip
+    "not parquet": (_not_parquet, ["cannot read", "d.parquet as parquet at its start", "Parquet magic bytes"]),
+    "parquet text null": (_parquet_null, ["text field 'text' is null", "d.parquet#2"]),
     "malformed JSON lines": (
         _bad_lines,
         ["bad.jsonl:6", "bad.jsonl:7", "bad.jsonl:9", "3 of 9 lines", "max_bad_fraction"],

@@ -201,7 +201,8 @@ def test_select_best_carries_over_a_resume(tmp_path: Path) -> None:
     from nemotron.training.trainer import LoopParams, Trainer
 
     tokenizer = train_bpe(["12 + 7 = 19", "3 + 4 = 7"] * 20, tmp_path / "tokenizer", vocab_size=300)
-    params = LoopParams(name="t", steps=4, lr=1e-2, eval_every=1, checkpoint_every=2, select_best="val_accuracy")
+    params = LoopParams(name="t", steps=4, lr=1e-2, max_skipped_steps=0, eval_every=1, checkpoint_every=2,
+                        select_best="val_accuracy")  # fmt: skip
     scores = {0: 0.5, 1: 0.1, 2: 0.2, 3: 0.3, 4: 0.3}
     ids = torch.tensor([tokenizer("12 + 7 = 19")["input_ids"]])
 
@@ -230,3 +231,73 @@ def test_select_best_carries_over_a_resume(tmp_path: Path) -> None:
     assert result.step == 0 and result.metrics["selected_val_accuracy"] == 0.5
     best = runs / "a" / "checkpoints" / "step_000002" / "best_model" / "model.safetensors"
     assert (runs / "b" / "model" / "model.safetensors").read_bytes() == best.read_bytes()
+
+
+# -- non-finite losses: skipped up to stage.max_skipped_steps, then a clear error and no model ----------------
+
+
+def _nan_run(tmp_path: Path, bad_steps: set[int], max_skipped: int, evaluate=None, steps: int = 5):
+    """A trainer whose loss is NaN at `bad_steps` (0-based); returns (result or error, trainer)."""
+    from nemotron.data.tokenizer import train_bpe
+    from nemotron.distributed import DistEnv
+    from nemotron.training.trainer import LoopParams, Trainer
+
+    tokenizer = train_bpe(["12 + 7 = 19", "3 + 4 = 7"] * 20, tmp_path / "tokenizer", vocab_size=300)
+    params = LoopParams(name="t", steps=steps, lr=1e-2, max_skipped_steps=max_skipped, eval_every=0,
+                        checkpoint_every=0, log_every=1)  # fmt: skip
+    out = tmp_path / "run"
+    out.mkdir()
+    trainer = Trainer(tiny_llama(len(tokenizer)), tokenizer, params, out, DistEnv(), torch.device("cpu"), {"t": 1})
+    ids = torch.tensor([tokenizer("12 + 7 = 19")["input_ids"]])
+
+    def train_step(step: int) -> dict[str, float]:
+        loss = trainer.model(input_ids=ids, labels=ids).loss
+        if step in bad_steps:
+            loss = loss * float("nan")
+        trainer.update(loss)
+        return {"loss": loss.item()}
+
+    try:
+        return trainer.fit(train_step, evaluate), trainer
+    except NemotronError as error:
+        return error, trainer
+
+
+def test_non_finite_steps_are_skipped_up_to_the_limit(tmp_path: Path) -> None:
+    result, trainer = _nan_run(tmp_path, bad_steps={1, 3}, max_skipped=2)
+    assert not isinstance(result, NemotronError)
+    assert trainer.skipped == 2
+    assert all(torch.isfinite(p).all() for p in trainer.module.parameters())  # no update from a NaN step
+    assert math.isfinite(result.metrics["loss"])
+    rows = [json.loads(line) for line in result.history.read_text().splitlines()]
+    assert [r["step"] for r in rows if "skipped_steps" in r] == [2, 4]
+    assert all(math.isfinite(v) for r in rows for v in r.values())
+
+
+def test_one_skip_too_many_stops_training_and_saves_no_model(tmp_path: Path) -> None:
+    result, _ = _nan_run(tmp_path, bad_steps={1, 2}, max_skipped=1)
+    assert isinstance(result, NemotronError)
+    message = str(result)
+    assert "step 3 of 5" in message and "stage.max_skipped_steps=1" in message and "nothing is committed" in message
+    assert "\n" not in message
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_a_nan_evaluation_is_never_recorded(tmp_path: Path) -> None:
+    result, trainer = _nan_run(tmp_path, bad_steps=set(), max_skipped=0, evaluate=lambda: {"val_loss": math.nan})
+    assert isinstance(result, NemotronError) and "val_loss=nan" in str(result)
+    assert not (tmp_path / "run" / "model").exists()
+    assert not any("val_loss" in row for row in trainer.metrics.rows)
+
+
+def test_weights_made_non_finite_by_the_last_step_are_refused(tmp_path: Path) -> None:
+    from nemotron.training.trainer import LoopParams
+
+    result, trainer = _nan_run(tmp_path, bad_steps=set(), max_skipped=0, steps=1)
+    assert not isinstance(result, NemotronError)
+    with torch.no_grad():
+        next(trainer.module.parameters()).fill_(math.inf)
+    with pytest.raises(NemotronError, match="non-finite values"):
+        trainer._finish(0, 1.0)
+    with pytest.raises(ValueError):
+        LoopParams(name="t", steps=1, lr=math.inf, max_skipped_steps=0)
