@@ -13,10 +13,14 @@ from nemotron.tracking.store import ManifestStore
 console = make_console()
 
 
+def _progress(item: str) -> None:
+    console.print(item if item.startswith("kept ") else f"deleted {item}")
+
+
 def gc(store: ManifestStore, args: Namespace) -> int:
     plan = plan_gc(store, args.keep_last, with_data=args.data)
     if args.apply and plan.delete:
-        apply_gc(store, plan, progress=None if args.json else lambda item: console.print(f"deleted {item}"))
+        apply_gc(store, plan, progress=None if args.json else _progress)
     if args.json:
         print_json({**plan.to_dict(), "applied": bool(args.apply)})
         return 0

@@ -10,8 +10,6 @@ into them.
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from typing import Any
 from nemotron.errors import NemotronError
 from nemotron.tracking import bundle
 from nemotron.tracking.records import Manifest
-from nemotron.tracking.store import ManifestStore
+from nemotron.tracking.store import ManifestStore, VersionInUseError
 
 
 @dataclass
@@ -88,34 +86,20 @@ def plan_gc(store: ManifestStore, keep_last: int | None, with_data: bool = False
 def owned_data_dir(store: ManifestStore, manifest: Manifest, remaining: list[str]) -> tuple[str | None, str]:
     """The bundle data directory of `manifest` if this store may delete it, else (None, why not).
 
-    Every condition must hold: the manifest says the store owns its data; the directory is `data/NAME/vN`
-    of a bundle (its index lists it for the manifest's origin) that this store claimed (owner.json); and no
-    version that stays points into it (or at a directory containing it).
+    Every condition must hold: the manifest says the store owns its data; its path is in `data/NAME/vN` of
+    the bundle the store recorded at import, with no symlink on the way, and that bundle's owner.json names
+    this store (`bundle.owned_copy`: the store's own record decides, never the bundle's index); and no
+    version that stays points into it (or at a directory containing it). `apply_gc` checks again when deleting.
     """
     origin = manifest.origin or {}
-    bundle_dir = Path(str(origin.get("bundle", "")))
     if not manifest.data_owned:
         if not origin.get("bundle"):
             return None, "not created by nemotron (the user's data)"
-        try:
-            owner = json.loads((bundle_dir / bundle.OWNER).read_text()).get("store")
-        except (OSError, ValueError):
-            owner = "another store"
-        return None, f"the bundle's data belongs to {owner}"
-    try:
-        index = json.loads((bundle_dir / bundle.INDEX).read_text())
-        owner = json.loads((bundle_dir / bundle.OWNER).read_text()).get("store")
-    except (OSError, ValueError):
-        return None, f"the bundle {bundle_dir} (or its owner.json) is gone or unreadable"
-    if owner != store.url:
-        return None, f"the bundle's data belongs to {owner}"
-    entry = next((e for e in index.get("artifacts", []) if e.get("ref") == origin.get("ref")), None)
-    if not entry or not entry.get("data"):
-        return None, "the bundle index does not list a data directory for it"
-    directory = (bundle_dir / entry["data"]).resolve()
-    path = Path(manifest.path).resolve()
-    if directory != path and directory not in path.parents:
-        return None, f"its path {manifest.path} is not inside the bundle's data copy {directory}"
+        owner = bundle.read_owner(Path(str(origin["bundle"])))
+        return None, f"the bundle's data belongs to {owner or 'another store'}"
+    directory, why = bundle.owned_copy(store.url, manifest)
+    if directory is None:
+        return None, why
     for other in remaining:
         other_path = Path(other).resolve() if "://" not in other else None
         if other_path and (
@@ -126,12 +110,27 @@ def owned_data_dir(store: ManifestStore, manifest: Manifest, remaining: list[str
 
 
 def apply_gc(store: ManifestStore, plan: GcPlan, progress=None) -> None:
-    for manifest in plan.delete:
-        store.delete_version(manifest.name, manifest.version, event={"by": "nemotron-art gc", "type": manifest.type})
+    """Delete what `plan` lists. A version aliased since the plan was made stays (the store checks under the
+    alias lock): it moves from `plan.delete` to `plan.keep`, and its data stays too."""
+    for manifest in list(plan.delete):
+        try:
+            store.delete_version(
+                manifest.name, manifest.version, event={"by": "nemotron-art gc", "type": manifest.type}
+            )
+        except VersionInUseError as exc:
+            plan.delete.remove(manifest)
+            plan.data.pop(manifest.ref, None)
+            plan.keep.setdefault(manifest.ref, []).append(str(exc).split(": ", 1)[-1].rstrip("."))
+            if progress:
+                progress(f"kept {manifest.ref}: {exc}")
+            continue
         if progress:
             progress(manifest.ref)
         directory = plan.data.get(manifest.ref)
         if directory:
-            shutil.rmtree(directory, ignore_errors=True)
+            kept = bundle.delete_copy(store.url, manifest, directory)  # confined and checked again, now
+            if kept:
+                plan.data.pop(manifest.ref)
+                plan.data_kept[manifest.ref] = kept
             if progress:
-                progress(f"{manifest.ref} data {directory}")
+                progress(f"kept the data of {manifest.ref}: {kept}" if kept else f"{manifest.ref} data {directory}")

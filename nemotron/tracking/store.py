@@ -6,8 +6,9 @@ Layout under `root`:
     {name}/v{N}/metadata.json    the artifact's fields, written by the winner after the commit
     {name}/latest                "vN": a hint, confirmed by probing v{N+1}, v{N+2}, ...
     {name}/aliases/{alias}       "vN"
+    {name}/aliases/.lock         held while an alias changes or gc deletes a version (create-only file)
     {name}/alias_history/*.json  one file per alias change (append-only)
-    {name}/deletions/*.json      one file per deleted version (append-only; `nemotron-art gc`)
+    {name}/deletions/*-vN.json   one file per deleted version, written before it goes (`nemotron-art gc`)
     {name}/.staging/*            a local writer's temporary files
 
 A commit is one conditional create of `v{N}/manifest.json`: locally a hard link from a fully written
@@ -17,6 +18,11 @@ repositories: a commit with `parent_commit`, hf_commit.py). On conflict the writ
 such a put (http://, hf:// storage buckets, ...) are refused for writing unless the user opts into single-writer
 mode. Nothing is written into `v{N}/` before that create succeeds, so two
 writers racing for the same N never mix their files, and a writer killed at any point leaves no visible partial version.
+
+Numbers are never reused: a commit takes a number above both the highest committed version (found by listing
+when the `latest` hint names a version that is not there) and every deleted one. After the create, the commit
+is done: `metadata.json` and `latest` are written if they can be (a full disk only costs the copy and the hint,
+which readers do without), and a failed write never leaves a temporary file behind.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import logging
 import os
 import re
 import socket
@@ -46,6 +53,35 @@ _CONDITIONAL_PROTOCOLS = {"memory", "s3", "s3a", "gs", "gcs"}
 # Object stores whose directory listings fsspec would cache: other writers change them, so never cache.
 _UNCACHED_LISTINGS = {"s3", "s3a", "gs", "gcs"}
 _MAX_COMMIT_ATTEMPTS = 100_000
+_DELETION_FILE = re.compile(r".*-v([1-9]\d*)\.json")
+_LOCK_STALE_S = 30.0  # an alias change or one deletion takes milliseconds: an older lock's holder died
+_LOCK_WAIT_S = 60.0
+_LOG = logging.getLogger("nemotron.store")
+
+
+class LocalFiles:
+    """Every write the store makes to a local filesystem, in one place (tests inject faults such as ENOSPC
+    here, one call at a time). Removing files is not here: it frees space and cannot fail for lack of it."""
+
+    def makedirs(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def write(self, path: str, data: bytes, sync: bool = False) -> None:
+        with open(path, "wb") as f:
+            f.write(data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+
+    def link(self, source: str, target: str) -> None:
+        os.link(source, target)
+
+    def replace(self, source: str, target: str) -> None:
+        os.replace(source, target)
+
+
+class VersionInUseError(StoreError):
+    """A version gc must keep after all: an alias points at it (set after the plan was made)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +96,8 @@ class Orphan:
 
 class ManifestStore:
     """Versioned artifact records under one fsspec root."""
+
+    local_files = LocalFiles()
 
     def __init__(self, root: str, single_writer: bool = False) -> None:
         import fsspec
@@ -139,11 +177,14 @@ class ManifestStore:
         """Overwrite `path` so that readers see the old or the new content, never a torn file."""
         self.file_ops += 1
         if self.is_local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            try:
+                self.local_files.makedirs(os.path.dirname(path))
+                self.local_files.write(tmp, data)
+                self.local_files.replace(tmp, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         else:
             with self._io():
                 self.fs.pipe_file(path, data)
@@ -164,17 +205,33 @@ class ManifestStore:
                     self.fs.pipe_file(path, data)
             return
         staging = os.path.join(os.path.dirname(os.path.dirname(path)), ".staging")
-        os.makedirs(staging, exist_ok=True)
         tmp = os.path.join(staging, f"{uuid.uuid4().hex}.json")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            os.link(tmp, path)
+            self.local_files.makedirs(staging)
+            self.local_files.write(tmp, data, sync=True)
+            self._link_into_place(tmp, path)
         finally:
-            os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def _link_into_place(self, tmp: str, path: str) -> None:
+        """Link the staged file to `path`; if that fails (a full disk), remove the directory it would have
+        made if it is empty, so a failed commit leaves no version directory behind."""
+        directory = os.path.dirname(path)
+        for _ in range(3):
+            self.local_files.makedirs(directory)
+            try:
+                self.local_files.link(tmp, path)
+                return
+            except FileExistsError:
+                raise
+            except FileNotFoundError:  # another writer's failed link removed the empty directory: again
+                continue
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.rmdir(directory)  # only if empty: never another writer's version
+                raise
+        self.local_files.link(tmp, path)
 
     def _create_on_hub(self, path: str, data: bytes) -> None:
         from nemotron.tracking.hf_commit import hub_location
@@ -209,13 +266,14 @@ class ManifestStore:
             self._ls(self.root)  # missing credentials or an unreachable endpoint fail here, before any work
             self._reached = True
         if self.is_local:
+            probe = os.path.join(self.root, f".write-test-{uuid.uuid4().hex}")
             try:
-                os.makedirs(self.root, exist_ok=True)
-                probe = os.path.join(self.root, f".write-test-{uuid.uuid4().hex}")
-                with open(probe, "wb"):
-                    pass
+                self.local_files.makedirs(self.root)
+                self.local_files.write(probe, b"")
                 os.unlink(probe)
             except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(probe)
                 raise StoreError(
                     f"Cannot write to the artifact store root {self.url!r}: {exc.strerror or exc}. "
                     "Choose a writable directory with artifacts.manifest.root=... (or --root)."
@@ -239,19 +297,23 @@ class ManifestStore:
         return found[0] if found else None
 
     def _latest(self, name: str) -> tuple[int, bytes | None] | None:
-        """The highest committed version and, if probing read it, its manifest (None: not read yet).
+        """The highest committed version and, if it was read on the way, its manifest (None: not read).
 
         Probing reads `v{N+1}/manifest.json` rather than asking whether it exists: a miss costs the same
-        one call (on object stores fewer: no directory fallback), and a hit is the manifest itself.
+        one call (on object stores fewer: no directory fallback), and a hit is the manifest itself. A hint
+        whose own version is not there (edited by hand, or deleted) is not trusted: the listing decides.
         """
         hint = _parse_version_text(self._cat(self._p(name, "latest")))
-        if hint is None:
-            versions = self.versions(name)
-            return (versions[-1], None) if versions else None
-        version, raw = hint, None
-        while (probe := self._cat(self._p(name, f"v{version + 1}", "manifest.json"))) is not None:
-            version, raw = version + 1, probe
-        return version, raw
+        if hint is not None:
+            version, raw = hint, None
+            while (probe := self._cat(self._p(name, f"v{version + 1}", "manifest.json"))) is not None:
+                version, raw = version + 1, probe
+            if raw is None:
+                raw = self._cat(self._p(name, f"v{hint}", "manifest.json"))
+            if raw is not None:
+                return version, raw
+        versions = self.versions(name)
+        return (versions[-1], None) if versions else None
 
     def manifest(self, name: str, version: int) -> Manifest:
         raw = self._cat(self._p(name, f"v{version}", "manifest.json"))
@@ -292,13 +354,15 @@ class ManifestStore:
             version, raw = found
         if raw is None:
             raw = self._cat(self._p(ref.name, f"v{version}", "manifest.json"))
-        if raw is None and ref.version is None and ref.alias is None:
-            versions = self.versions(ref.name)  # the hint named a deleted version: fall back to listing
-            if versions:
-                return self.manifest(ref.name, versions[-1])
         if raw is None:
             if not self._ls(self._p(ref.name)):
                 raise ArtifactNotFoundError(self._unknown_name_message(ref.name))
+            if ref.alias is not None:
+                raise ArtifactNotFoundError(
+                    f"The alias {ref.name}:{ref.alias} points at v{version}, which no longer exists in "
+                    f"{self.url}{self._deleted_note(ref.name, version)}. Point it at an existing version with "
+                    f"`nemotron-art alias {ref.name}:vN {ref.alias}` (`nemotron-art ls {ref.name}` lists them)."
+                )
             latest = self.latest_version(ref.name)
             raise ArtifactNotFoundError(
                 f"{ref.name}:v{version} does not exist in {self.url}; the latest version is "
@@ -354,7 +418,10 @@ class ManifestStore:
         validate_name(name)
         self.check_writable()
         exact = version is not None
-        version = version if exact else (self.latest_version(name) or 0) + 1
+        if exact and version in self.deleted_versions(name):
+            raise CommitError(f"{name}:v{version} was deleted from {self.url}; version numbers are never reused.")
+        if not exact:
+            version = max(self.latest_version(name) or 0, max(self.deleted_versions(name), default=0)) + 1
         for _ in range(_MAX_COMMIT_ATTEMPTS):
             manifest = Manifest.model_validate(
                 {**record, "name": name, "version": version, "committed_at": datetime.now(timezone.utc)}
@@ -373,12 +440,51 @@ class ManifestStore:
             return manifest
         raise CommitError(f"Gave up committing {name} after {_MAX_COMMIT_ATTEMPTS} conflicting versions.")
 
-    def _after_commit(self, manifest: Manifest) -> None:
+    def _after_commit(self, manifest: Manifest) -> list[str]:
+        """Write `metadata.json` and raise `latest`. The version exists already, so a failure here (a full
+        disk) is a warning, not an error: readers take the fields from the manifest and confirm the hint.
+        Returns what could not be written."""
         name, version = manifest.name, manifest.version
-        self._put(self._p(name, f"v{version}", "metadata.json"), json.dumps(manifest.metadata, indent=2).encode())
+        missed = []
+        try:
+            self._put(self._p(name, f"v{version}", "metadata.json"), json.dumps(manifest.metadata, indent=2).encode())
+        except (OSError, StoreError) as exc:
+            missed.append(f"metadata.json ({_reason(exc)})")
+        try:
+            self._raise_latest(name, version)
+        except (OSError, StoreError) as exc:
+            missed.append(f"the latest hint ({_reason(exc)})")
+        if missed:
+            _LOG.warning(
+                "%s:v%d is committed to %s, but %s could not be written; readers use the manifest instead, "
+                "so nothing is lost (free some space and run `nemotron-art fsck`).",
+                name,
+                version,
+                self.url,
+                " and ".join(missed),
+            )
+        return missed
+
+    def _raise_latest(self, name: str, version: int) -> None:
+        """Make the hint at least `version`; a hint naming a version that does not exist is replaced."""
         current = _parse_version_text(self._cat(self._p(name, "latest"))) or 0
-        if version > current:
+        if version > current or (version < current and not self._exists(self._p(name, f"v{current}", "manifest.json"))):
             self._put(self._p(name, "latest"), f"v{version}".encode())
+
+    def deleted_versions(self, name: str) -> set[int]:
+        """Versions of `name` that gc deleted (or is deleting): their numbers are never given out again."""
+        found = set()
+        for entry in self._ls(self._p(name, "deletions")):
+            if match := _DELETION_FILE.fullmatch(entry):
+                found.add(int(match.group(1)))
+            elif entry.endswith(".json"):  # a record written before the version was in the file name
+                raw = self._cat(self._p(name, "deletions", entry))
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    found.add(int(json.loads(raw or b"{}").get("version")))
+        return found
+
+    def _deleted_note(self, name: str, version: int) -> str:
+        return f" (deleted: see {name}/deletions/)" if version in self.deleted_versions(name) else ""
 
     # -- aliases ----------------------------------------------------------------------------------------
 
@@ -406,25 +512,78 @@ class ManifestStore:
 
     def set_alias(self, ref: ArtifactRef | str, alias: str, note: str | None = None) -> int:
         """Point `alias` at the version `ref` names; the change (with `note`, if given: what made it) is
-        appended to the alias history."""
+        appended to the alias history.
+
+        Under the name's lock (see `_lock`), so the newest history entry always agrees with the alias, and a
+        version that gc deletes (or is deleting) is refused: an alias never dangles.
+        """
         validate_alias(alias)
         manifest = self.resolve(ref)
+        name, version = manifest.name, manifest.version
         self.check_writable()
-        previous = _parse_version_text(self._cat(self._p(manifest.name, "aliases", alias)))
-        event = {
-            "alias": alias,
-            "version": manifest.version,
-            "previous": previous,
-            "at": datetime.now(timezone.utc).isoformat(),
-            "user": getpass.getuser(),
-            "host": socket.gethostname(),
-        }
-        if note:
-            event["note"] = note
-        stamp = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        self._create(self._p(manifest.name, "alias_history", f"{stamp}.json"), json.dumps(event).encode())
-        self._put(self._p(manifest.name, "aliases", alias), f"v{manifest.version}".encode())
-        return manifest.version
+        with self._lock(name):
+            if (
+                version in self.deleted_versions(name)
+                or self._cat(self._p(name, f"v{version}", "manifest.json")) is None
+            ):
+                raise ArtifactNotFoundError(
+                    f"{name}:v{version} was deleted (or is being deleted) by `nemotron-art gc` in {self.url}, "
+                    f"so the alias {alias!r} was not set. Pick a version that exists (`nemotron-art ls {name}`)."
+                )
+            previous = _parse_version_text(self._cat(self._p(name, "aliases", alias)))
+            event = {
+                "alias": alias,
+                "version": version,
+                "previous": previous,
+                "at": datetime.now(timezone.utc).isoformat(),
+                "user": getpass.getuser(),
+                "host": socket.gethostname(),
+            }
+            if note:
+                event["note"] = note
+            stamp = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+            self._create(self._p(name, "alias_history", f"{stamp}.json"), json.dumps(event).encode())
+            self._put(self._p(name, "aliases", alias), f"v{version}".encode())
+        return version
+
+    @contextlib.contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        """`{name}/aliases/.lock`, made with the store's create-only write: alias changes and gc deletions of
+        one name take turns. A lock older than _LOCK_STALE_S was left by a process that died: it is removed."""
+        path = self._p(name, "aliases", ".lock")
+        body = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "at": time.time()}).encode()
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        delay = 0.001
+        while True:
+            try:
+                self._create(path, body)
+                break
+            except FileExistsError:
+                holder = self._lock_holder(path)
+                if holder is not None and time.time() - float(holder.get("at") or 0) > _LOCK_STALE_S:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.fs.rm(path)
+                    continue
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"{path} has been held for over {_LOCK_WAIT_S:.0f} s by {holder or 'another process'}: "
+                        "another alias change or gc of this name is stuck. Remove the file if nothing is running."
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(path)
+
+    def _lock_holder(self, path: str) -> dict[str, Any] | None:
+        raw = self._cat(path)
+        try:
+            holder = json.loads(raw) if raw else None
+        except ValueError:
+            holder = None
+        return holder if isinstance(holder, dict) else {"at": self._mtime(path)}
 
     def alias_history(self, name: str) -> list[dict[str, Any]]:
         events = []
@@ -443,24 +602,36 @@ class ManifestStore:
     def delete_version(self, name: str, version: int, event: dict[str, Any] | None = None) -> None:
         """Remove `name:v{version}` (its manifest first, so it stops existing at once), and record why.
 
-        Refuses the highest version: `latest` must never go backwards. Policy (what may go) is the caller's.
+        Refuses the highest version (`latest` must never go backwards) and a version an alias points at, checked
+        under the lock that alias changes take, so an alias set while gc runs either stops the deletion or is
+        refused itself. The deletion record is written first: from then on the number is never reused.
+        Policy (what may go) is the caller's.
         """
         validate_name(name)
         self.check_writable()
-        if version >= (self.latest_version(name) or 0):
+        latest = self.latest_version(name) or 0
+        if version >= latest:
             raise StoreError(f"Refusing to delete {name}:v{version}: it is the latest version of {name}.")
+        with self._lock(name):
+            aliased = sorted(a for a, v in self.aliases(name).items() if v == version)
+            if aliased:
+                raise VersionInUseError(
+                    f"Refusing to delete {name}:v{version}: the alias {', '.join(aliased)} points at it."
+                )
+            if version in self.deleted_versions(name) or not self._exists(
+                self._p(name, f"v{version}", "manifest.json")
+            ):
+                raise ArtifactNotFoundError(f"{name}:v{version} does not exist in {self.url}.")
+            record = {"version": version, "at": datetime.now(timezone.utc).isoformat(), "user": getpass.getuser()}
+            stamp = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}-v{version}"
+            self._create(self._p(name, "deletions", f"{stamp}.json"), json.dumps({**record, **(event or {})}).encode())
+        self._raise_latest(name, latest)  # a lower hint would stop probing at the gap this deletion leaves
         directory = self._p(name, f"v{version}")
         self.file_ops += 2
-        try:
-            with self._io():
-                self.fs.rm(f"{directory}/manifest.json")
-        except FileNotFoundError:
-            raise ArtifactNotFoundError(f"{name}:v{version} does not exist in {self.url}.") from None
+        with self._io(), contextlib.suppress(FileNotFoundError):
+            self.fs.rm(f"{directory}/manifest.json")
         with self._io(), contextlib.suppress(FileNotFoundError):
             self.fs.rm(directory, recursive=True)
-        record = {"version": version, "at": datetime.now(timezone.utc).isoformat(), "user": getpass.getuser()}
-        stamp = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        self._create(self._p(name, "deletions", f"{stamp}.json"), json.dumps({**record, **(event or {})}).encode())
 
     # -- integrity ------------------------------------------------------------------------------------
 
@@ -540,6 +711,10 @@ def _access_problem(exc: BaseException) -> str | None:
     ):
         return f"the endpoint cannot be reached ({exc}). Check the URL, AWS_ENDPOINT_URL and the network."
     return None
+
+
+def _reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else None) or str(exc)
 
 
 def _is_name(text: str) -> bool:

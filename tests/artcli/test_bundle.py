@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 from clitools import clean_env, manifest, nemotron_art, tree
 from conftest import PIPELINE, build_pipeline, commit, write_files
 
@@ -199,3 +200,73 @@ def test_a_bundle_alias_on_a_version_it_does_not_carry_is_refused(pipeline, tmp_
     assert "alias tokenizer:prod points at tokenizer:v7, which is not in the bundle" in result.stderr
     assert "is malformed" in result.stderr
     assert not empty.exists()
+
+
+def _digest(path) -> str:
+    import fsspec
+
+    from nemotron.tracking.files import digest_file
+
+    return digest_file(fsspec.filesystem("file"), str(path), "xxh3_128")
+
+
+def _forge(bundle, mutate) -> None:
+    """Edit a bundle's index as an attacker would, keeping it self-consistent (the digests it lists match)."""
+    index_file = bundle / "nemotron-bundle.json"
+    index = json.loads(index_file.read_text())
+    mutate(index["artifacts"][0])
+    index_file.write_text(json.dumps(index))
+
+
+@pytest.mark.parametrize(
+    "attack", ["absolute", "dotdot", "symlinked-dir", "symlinked-data", "symlinked-file", "manifest"]
+)
+def test_a_bundle_that_points_outside_itself_is_refused(pipeline, tmp_path, attack):
+    bundle, outside = tmp_path / "bundle", tmp_path / "outside"
+    _art(pipeline["root"], tmp_path, "export", "raw-text", "--closure", str(bundle))
+    copy = bundle / "data" / "raw-text" / "v1"
+    shutil.copytree(copy, outside)  # the same files elsewhere: every digest in the index still matches
+    secret = write_files(tmp_path / "secret", {"passwd": "root:x:0:0:root:/root:/bin/bash\n"}) / "passwd"
+    if attack == "absolute":
+        _forge(bundle, lambda entry: entry.update(data=str(outside)))
+    elif attack == "dotdot":
+        _forge(bundle, lambda entry: entry.update(data="data/../../outside"))
+    elif attack == "symlinked-dir":
+        shutil.rmtree(copy)
+        copy.symlink_to(outside, target_is_directory=True)
+    elif attack == "symlinked-data":
+        shutil.move(bundle / "data", tmp_path / "moved-data")
+        (bundle / "data").symlink_to(tmp_path / "moved-data", target_is_directory=True)
+        outside = tmp_path / "moved-data"
+    elif attack == "symlinked-file":
+        (copy / "part-0.jsonl").unlink()
+        (copy / "part-0.jsonl").symlink_to(secret)
+
+        def mutate(entry):
+            record = next(f for f in entry["files"] if f["path"] == "part-0.jsonl")
+            record.update(size=secret.stat().st_size, digest=_digest(secret))
+
+        _forge(bundle, mutate)
+    else:  # the manifest read from outside the bundle
+        manifest_file = bundle / "manifests" / "raw-text" / "v1" / "manifest.json"
+        shutil.copy(manifest_file, tmp_path / "manifest.json")
+        _forge(bundle, lambda entry: entry.update(manifest=str(tmp_path / "manifest.json")))
+    before_outside, before_secret = tree(outside), secret.read_bytes()
+
+    target = tmp_path / "store"
+    result = _art(target, tmp_path, "import-bundle", str(bundle), expect=2)
+    assert "outside the bundle" in result.stderr and "nothing was imported" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not target.exists() and not (bundle / "owner.json").exists()
+    assert tree(outside) == before_outside and secret.read_bytes() == before_secret
+
+
+def test_a_version_with_files_but_no_data_copy_in_the_bundle_is_refused(pipeline, tmp_path):
+    """Without a data copy the version would keep its source path: data outside the bundle, on this machine."""
+    bundle = tmp_path / "bundle"
+    _art(pipeline["root"], tmp_path, "export", "raw-text", "--closure", str(bundle))
+    _forge(bundle, lambda entry: entry.update(data=None, files=[]))
+    shutil.rmtree(bundle / "data")
+    result = _art(tmp_path / "store", tmp_path, "import-bundle", str(bundle), expect=2)
+    assert "records 2 file(s) but the bundle carries no copy of them" in result.stderr
+    assert not (tmp_path / "store").exists()

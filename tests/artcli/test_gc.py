@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from clitools import clean_env, nemotron_art, tree
@@ -133,3 +134,57 @@ def test_gc_data_deletes_only_bundle_copies_this_store_owns(tmp_path):
     assert (user / "x.bin").read_bytes() == b"user data"
     assert json.loads(_art(target, tmp_path, "show", "raw", "--json").stdout)["version"] == 4
     _art(other, tmp_path, "verify", "raw:v2")  # the other store's copy is intact
+
+
+def _imported_then_superseded(tmp_path):
+    """raw:v1 imported from a bundle (this store owns its data copy), then raw:v2 committed: v1 may go."""
+    from nemotron import Artifact
+
+    source, target = tmp_path / "source", tmp_path / "target"
+    made = write_files(tmp_path / "made", {"x.bin": b"made by the source"})
+    commit(source, Artifact(path=str(made)), "raw", stage="register")
+    shelf = tmp_path / "site" / "shelf"  # deep, so that `../..` from the bundle stays inside tmp_path
+    shelf.mkdir(parents=True)
+    bundle = shelf / "b1"
+    _art(source, tmp_path, "export", "raw:v1", "--closure", str(bundle))
+    _art(target, tmp_path, "import-bundle", str(bundle))
+    commit(target, Artifact(path=str(write_files(tmp_path / "user", {"y.bin": b"user"}))), "raw", stage="register")
+    (tmp_path / "site" / "keep.txt").write_text("everything beside the bundle is the user's")
+    return target, bundle
+
+
+@pytest.mark.parametrize("edit", ["index-dotdot", "index-absolute", "symlinked-copy", "symlinked-data"])
+def test_gc_data_deletes_only_the_copy_the_store_claimed_checked_when_deleting(tmp_path, edit):
+    target, bundle = _imported_then_superseded(tmp_path)
+    victim = write_files(tmp_path / "victim", {"precious.txt": "not nemotron's"})
+    copy = bundle / "data" / "raw" / "v1"
+    index_file = bundle / "nemotron-bundle.json"
+    index = json.loads(index_file.read_text())
+    if edit == "index-dotdot":  # the file the old code trusted, edited after a clean import
+        index["artifacts"][0]["data"] = "../.."
+    elif edit == "index-absolute":
+        index["artifacts"][0]["data"] = str(victim)
+    elif edit == "symlinked-copy":  # the copy itself swapped for a link to someone else's directory
+        shutil.rmtree(copy)
+        copy.symlink_to(victim, target_is_directory=True)
+    else:  # the bundle's data/ swapped for a link: the recorded path now leads to the user's raw/v1
+        shutil.rmtree(bundle / "data")
+        (bundle / "data").symlink_to(tmp_path / "site", target_is_directory=True)
+        write_files(tmp_path / "site" / "raw" / "v1", {"x.bin": "the user's, at the path the store recorded"})
+    index_file.write_text(json.dumps(index))
+
+    def outside_the_copy():
+        return {
+            place: {k: v for k, v in tree(place).items() if not k.startswith("shelf/b1/data/raw/v1/")}
+            for place in (tmp_path / "site", victim, tmp_path / "user")
+        }
+
+    before = outside_the_copy()
+    applied = json.loads(_art(target, tmp_path, "gc", "--keep-last", "1", "--data", "--apply", "--json").stdout)
+    assert applied["delete"] == ["raw:v1"]
+    assert outside_the_copy() == before, f"gc deleted outside the bundle's data copy ({edit})"
+    if edit.startswith("index-"):  # the index is not trusted: the copy the store claimed at import is what goes
+        assert applied["delete_data"] == {"raw:v1": str(copy)} and not copy.exists()
+        assert index_file.is_file() and (tmp_path / "site" / "keep.txt").is_file()
+    else:  # a symlink on the way: reported, nothing deleted
+        assert applied["delete_data"] == {} and "symlink" in applied["data_kept"]["raw:v1"], applied

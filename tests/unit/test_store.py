@@ -576,3 +576,109 @@ def test_created_at_round_trips(root):
     manifest = store.commit("model", record())
     assert manifest.created_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     assert store.resolve("model").committed_at == manifest.committed_at
+
+
+# -- hints never create gaps, numbers are never reused, aliases never dangle (issue 12) ----------------------
+
+
+@pytest.mark.parametrize("hint", [b"v999", b"v4"])
+def test_hint_past_the_last_version_never_creates_a_gap(root, hint):
+    store = ManifestStore(root)
+    committed(store, "model", 3)
+    write(store, "model/latest", hint)
+    fresh = ManifestStore(root)
+    assert fresh.latest_version("model") == 3
+    assert fresh.resolve("model").version == 3
+    assert fresh.commit("model", record()).version == 4  # never v1000 or v5
+    assert fresh.versions("model") == [1, 2, 3, 4]
+    assert read(store, "model/latest") == b"v4"  # the commit replaced the hint that named nothing
+
+
+def test_deleted_version_numbers_are_never_reused(root):
+    store = ManifestStore(root)
+    committed(store, "model", 3)
+    store.delete_version("model", 1)
+    store.delete_version("model", 2)
+    write(store, "model/latest", b"v1")  # a stale hint naming a deleted version
+    assert store.resolve("model").version == 3
+    assert store.commit("model", record()).version == 4
+    assert store.deleted_versions("model") == {1, 2}
+    with pytest.raises(CommitError, match="never reused"):
+        store.commit("model", record(), version=2)
+
+
+def test_a_hint_below_a_deleted_version_is_raised_by_the_deletion(root):
+    """v1..v4, latest says v2 (a writer died before raising it), gc deletes v3: probing from v2 would stop at
+    the gap, so `latest` would read v2 and the next commit would take the deleted v3."""
+    store = ManifestStore(root)
+    committed(store, "model", 4)
+    write(store, "model/latest", b"v2")
+    store.delete_version("model", 3)
+    assert store.resolve("model").version == 4
+    assert store.commit("model", record()).version == 5
+    # the deletion record alone keeps the number too, whatever the hint says
+    write(store, "model/latest", b"v2")
+    store.fs.rm(store._p("model", "v5"), recursive=True)
+    store.fs.rm(store._p("model", "v4"), recursive=True)
+    assert store.commit("model", record()).version == 4  # v4 and v5 vanished without gc: free numbers again
+    assert 3 not in store.versions("model")
+
+
+def test_alias_history_is_a_chain_that_ends_at_the_alias(root):
+    store = ManifestStore(root)
+    committed(store, "model", 3)
+    for version in (1, 3, 2, 2):
+        store.set_alias(f"model:v{version}", "prod")
+    history = store.alias_history("model")
+    assert [e["version"] for e in history] == [1, 3, 2, 2]
+    assert [e["previous"] for e in history] == [None, 1, 3, 2]
+    assert history[-1]["version"] == store.aliases("model")["prod"]
+    assert not exists(store, "model/aliases/.lock")  # released
+    assert "lock" not in " ".join(store.aliases("model"))
+
+
+def test_a_stale_alias_lock_is_broken(root):
+    store = ManifestStore(root)
+    committed(store, "model", 1)
+    write(store, "model/aliases/.lock", json.dumps({"pid": 1, "host": "gone", "at": 0}).encode())
+    assert store.set_alias("model:v1", "prod") == 1
+
+
+def test_gc_never_deletes_a_version_aliased_after_its_plan(root):
+    """The gc end: the plan was made before `alias model:v2 keep`; deleting checks again, under the lock."""
+    from nemotron.tracking.gc import apply_gc, plan_gc
+
+    store = ManifestStore(root)
+    committed(store, "model", 4)
+    plan = plan_gc(store, keep_last=1)
+    assert sorted(m.ref for m in plan.delete) == ["model:v1", "model:v2", "model:v3"]
+    store.set_alias("model:v2", "keep")
+    deleted = []
+    apply_gc(store, plan, progress=deleted.append)
+    assert store.versions("model") == [2, 4]
+    assert store.resolve("model:keep").version == 2
+    assert [m.ref for m in plan.delete] == ["model:v3", "model:v1"] and "model:v2" in plan.keep
+    assert any(item.startswith("kept model:v2") for item in deleted)
+
+
+def test_alias_refuses_a_version_gc_is_deleting(root):
+    """The alias end: gc wrote its deletion record (under the lock) and is about to remove the manifest."""
+    store = ManifestStore(root)
+    committed(store, "model", 3)
+    write(store, "model/deletions/00000000000000000001-abcdef12-v2.json", b'{"version": 2}')
+    with pytest.raises(ArtifactNotFoundError, match="being deleted"):
+        store.set_alias("model:v2", "keep")
+    assert store.aliases("model") == {} and store.alias_history("model") == []
+
+
+def test_alias_pointing_at_a_deleted_version_names_the_alias(root):
+    store = ManifestStore(root)
+    committed(store, "model", 3)
+    store.set_alias("model:v2", "golden")
+    store.fs.rm(store._p("model", "v2"), recursive=True)  # as an older nemotron's gc could leave it
+    write(store, "model/deletions/00000000000000000001-abcdef12.json", b'{"version": 2}')  # the old record name
+    with pytest.raises(ArtifactNotFoundError, match=r"alias model:golden points at v2, which no longer exists"):
+        store.resolve("model:golden")
+    with pytest.raises(ArtifactNotFoundError, match=r"deleted: see model/deletions/"):
+        store.resolve("model:golden")
+    assert store.commit("model", record()).version == 4
