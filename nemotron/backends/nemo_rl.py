@@ -167,7 +167,7 @@ def policy(cfg: DictConfig, params: GRPOStageParams, rl: Mapping[str, Any], base
     """`policy:` — the starting checkpoint, its trainer (Megatron or DTensor) and vLLM generation."""
     tokenizer = cfg.model.get("hf_model") or base.path
     values: dict[str, Any] = {
-        "model_name": str(base.path),
+        **starting_model(cfg, rl, base),
         "tokenizer": {"name": str(tokenizer)},
         "train_global_batch_size": rl["train_global_batch_size"],
         "train_micro_batch_size": rl["train_micro_batch_size"],
@@ -199,6 +199,49 @@ def policy(cfg: DictConfig, params: GRPOStageParams, rl: Mapping[str, Any], base
             "kwargs": _cluster.given({"lr": params.lr, "weight_decay": params.weight_decay}),
         }
     return values
+
+
+def starting_model(cfg: DictConfig, rl: Mapping[str, Any], base: ModelArtifact) -> dict[str, Any]:
+    """Where NeMo-RL v0.7 reads the starting weights from, by the input's `format`; a format it cannot start
+    from is refused here, before anything is submitted.
+
+    - hf: `model_name` is the Hugging Face model directory (vLLM and both trainers read it).
+    - megatron, with a Megatron policy (`model.rl.megatron_cfg`): `pretrained_checkpoint` with format
+      `megatron_bridge` (the checkpoint root; NeMo-RL picks its latest iter_*, nemo_rl/models/megatron/setup.py:378-406
+      at v0.7.0, "Supported by the Megatron backend only", nemo_rl/utils/checkpoint.py:37), and `model_name` the
+      Hugging Face model whose config and tokenizer describe the architecture; vLLM starts from dummy weights and
+      receives the policy's by refit (nemo_rl/models/generation/__init__.py:48).
+    - megatron with a DTensor policy, or nemo_rl: refused, with what to run instead.
+    """
+    label = base.uri or base.path
+    if base.format == "hf":
+        return {"model_name": str(base.path)}
+    if base.format == "megatron" and rl.get("megatron_cfg") is not None and cfg.model.get("hf_model"):
+        return {
+            "model_name": str(cfg.model.hf_model),
+            "pretrained_checkpoint": {"path": str(base.path), "format": "megatron_bridge"},
+        }
+    if base.format == "megatron":
+        why = (
+            "this model's NeMo-RL policy trains with DTensor (model.rl.dtensor_cfg), which reads Hugging Face "
+            "models only"
+            if rl.get("megatron_cfg") is None
+            else "a Megatron policy can start from it (policy.pretrained_checkpoint), but NeMo-RL then needs the "
+            "Hugging Face model that describes the architecture, and model.hf_model is not set"
+        )
+        raise NemotronError(
+            f"{label} is a Megatron checkpoint, and {why}; vLLM, NeMo-RL's generation, needs a Hugging Face model too. "
+            f"Convert it first: python -m nemotron stage=convert model={cfg.model.get('name')} run.model={label} "
+            "(it commits the Hugging Face model as <name>-hf), then start GRPO from that: run.model=<name>-hf:vN. "
+            "stage=pipeline does this for you."
+        )
+    raise NemotronError(
+        f"{label} is a {base.format} checkpoint; NeMo-RL v0.7 starts GRPO from a Hugging Face model "
+        "(policy.model_name) or a Megatron-Bridge checkpoint (policy.pretrained_checkpoint). Convert it to Hugging "
+        "Face with NeMo-RL's "
+        "converter (examples/converters/ in its checkout), register the result (stage=register "
+        "stage.type=ModelArtifact) and pass that as run.model."
+    )
 
 
 def check_parallelism(rl: Mapping[str, Any], cluster: _cluster.Cluster) -> None:

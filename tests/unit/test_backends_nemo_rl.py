@@ -61,7 +61,10 @@ def test_grpo_config_in_nemo_rl_schema(inputs, tmp_path):
 def test_policy_uses_the_pinned_model_megatron_and_vllm(inputs, tmp_path):
     config, _ = dry_run(inputs, tmp_path)
     policy = config["policy"]
-    assert policy["model_name"].endswith("checkpoint")  # the pinned ModelArtifact's path
+    # the pinned ModelArtifact is a Megatron checkpoint: NeMo-RL's Megatron policy starts from it, with the Hugging
+    # Face model for the architecture and tokenizer (tests/unit/test_rl_model_format.py has the other formats)
+    assert policy["pretrained_checkpoint"]["path"].endswith("checkpoint")
+    assert policy["model_name"] == "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"
     assert policy["tokenizer"] == {"name": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"}
     assert policy["max_total_sequence_length"] == 2048
     assert {"train_global_batch_size", "train_micro_batch_size"} <= set(policy)
