@@ -26,6 +26,8 @@ def rl_row(row: Any, location: str, problem_field: str, answer_field: str, row_f
     values = []
     for field in (problem_field, answer_field):
         value = row.get(field) if isinstance(row, dict) else None
+        if value is None and isinstance(row, dict) and field in row:
+            raise NemotronError(f"The field {field!r} of the row at {location} is null: remove the row or fill it.")
         if value is None:
             keys = ", ".join(sorted(row)) if isinstance(row, dict) else type(row).__name__
             raise NemotronError(

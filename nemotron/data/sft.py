@@ -27,6 +27,7 @@ from nemotron.errors import NemotronError
 
 Algorithm = Literal["first_fit_decreasing", "first_fit_shuffle"]
 Overlong = Literal["truncate", "drop"]
+ROLES = {"system", "user", "assistant", "tool"}  # the chat roles of Hugging Face chat templates
 
 
 @dataclass
@@ -93,6 +94,8 @@ class ChatTokenizer:
 def conversation_messages(row: Any, location: str, field: str = "messages") -> list[dict[str, Any]]:
     """The `messages` of one row, checked: a non-empty list of {role, content} with an assistant turn."""
     messages = row.get(field) if isinstance(row, dict) else None
+    if messages is None and isinstance(row, dict) and field in row:
+        raise NemotronError(f"The {field!r} field of the row at {location} is null: remove the row or fill it.")
     if messages is None:
         keys = ", ".join(sorted(row)) if isinstance(row, dict) else type(row).__name__
         raise NemotronError(
@@ -105,8 +108,16 @@ def conversation_messages(row: Any, location: str, field: str = "messages") -> l
         raise NemotronError(
             f"The {field!r} of the row at {location} is not a list of {{role, content}} messages with string content."
         )
+    unknown = sorted({str(m["role"]) for m in messages} - ROLES)
+    if unknown:
+        raise NemotronError(
+            f"The conversation at {location} has a message with the role {unknown[0]!r}; the roles are "
+            f"{', '.join(sorted(ROLES))}. Map the dataset's roles to these (user for human, assistant for gpt)."
+        )
     if not any(m["role"] == "assistant" for m in messages):
         raise NemotronError(f"The conversation at {location} has no assistant turn, so nothing would be trained.")
+    if not any(m["content"].strip() for m in messages):
+        raise NemotronError(f"Every message of the conversation at {location} is empty: remove the row or fill it.")
     return messages
 
 

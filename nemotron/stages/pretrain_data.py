@@ -102,6 +102,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     tokenizer_name = params.scale.artifact_name(params.tokenizer_name)
     counts = {split: result.split_totals(split) for split in SPLITS}
+    if not counts["train"][2]:
+        raise NemotronError(
+            f"stage=pretrain_data produced no training tokens ({counts['train'][0]} document(s) in the train "
+            f"split, {sum(c[2] for c in counts.values())} tokens in all), so nothing is committed. Check that the "
+            "documents are not empty and that the blend's split fractions give the train split a share."
+        )
     metadata = {"dtype": dtype, "eod_id": eod, "vocab_size": len(tokenizer), "plan_hash": plan.plan_hash}
     metadata |= {"documents": sum(c[0] for c in counts.values()), "reused_shards": result.reused_shards}
     metadata |= {"scale": params.scale.name}

@@ -95,6 +95,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             source_splits.append({"source": source.name, **{FILES[s].split(".")[0]: counts[s] for s in SPLITS}})
     for writer in writers.values():
         writer.close()
+    if not writers["train"].rows:
+        raise NemotronError(
+            f"stage=rl_data wrote no training rows ({sum(w.rows for w in writers.values())} row(s) in all, "
+            f"{duplicates} duplicate problem(s) dropped), so nothing is committed. Check the blend, its split "
+            "fractions and stage.source_splits: the train split is the one RL trains on."
+        )
 
     paths = {FILES[s].split(".")[0]: str(writers[s].path) if writers[s].rows else "" for s in SPLITS}
     run_hash = hashlib.sha256(json.dumps(params.model_dump(exclude={"output_dir"}), sort_keys=True).encode())

@@ -99,6 +99,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                      tokenizer=tokenizer_digest(tokenizer))  # fmt: skip
 
     packed, sources, elapsed = _tokenize_and_pack(params, chat)
+    _check_not_empty(params, packed)
     shards = _write_shards(packed, params, data_dir, run_hash, settings)
     blend_json = _write_blend(params.blend, shards, data_dir)
     metadata = _metadata(params, packed, shards, run_hash)
@@ -132,6 +133,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         metadata={k: metadata[k] for k in ("algorithm", "overlong", "splits", "run_hash", "scale")},
     )
     return outputs
+
+
+def _check_not_empty(params: SFTDataParams, packed: dict[tuple[str, str], PackedRows]) -> None:
+    """No packed training row is an error, not an empty artifact (every conversation dropped, say)."""
+    if any(rows.input_ids for (_, split), rows in packed.items() if split == "train"):
+        return
+    sequences = sum(rows.sequences for rows in packed.values())
+    dropped = sum(rows.dropped for rows in packed.values())
+    why = (
+        f"{dropped} conversation(s) were longer than stage.pack_size={params.pack_size} and stage.overlong=drop "
+        "dropped them; raise stage.pack_size or use stage.overlong=truncate"
+        if dropped
+        else f"{sequences} conversation(s) were packed and none was assigned to the train split; check the blend "
+        "and its split fractions"
+    )
+    raise NemotronError(f"stage=sft_data made no training rows, so nothing is committed: {why}.")
 
 
 def _conversations(source: SourceConfig, params: SFTDataParams, stream: Any = None) -> Any:

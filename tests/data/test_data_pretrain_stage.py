@@ -3,6 +3,7 @@ committed tokenizer + data artifacts with lineage, `${art:data,FIELD}`, resume a
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -242,16 +243,27 @@ BAD = {
     "malformed JSON lines": ("{name: s, uri: '{d}/broken.jsonl'}", ["broken.jsonl:2", "max_bad_fraction"]),
     "empty source": ("{name: s, uri: '{d}/empty.jsonl'}", ["produced no rows"]),
     "weight not positive": ("{name: s, uri: '{d}/rows.jsonl', weight: 0}", ["weight must be a positive number"]),
+    "truncated gzip": ("{name: s, uri: '{d}/cut.jsonl.gz'}", ["cut.jsonl.gz as jsonl (gzip)", "EOFError"]),
+    "not parquet": ("{name: s, uri: '{d}/fake.parquet'}", ["fake.parquet as parquet", "Parquet magic bytes"]),
+    "parquet text null": ("{name: s, uri: '{d}/nulls.parquet'}", ["text field 'text' is null", "nulls.parquet#1"]),
+    "no training tokens": ("{name: s, uri: '{d}/blank.jsonl'}", ["produced no training tokens", "is committed"]),
 }
 
 
 @pytest.fixture(scope="module")
 def bad_runs(tmp_path_factory, bpe_dir):
     """Every bad case at once (each its own store), plus an unknown tokenizer offline."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     base = tmp_path_factory.mktemp("bad")
     (base / "rows.jsonl").write_text('{"text": "fine"}\n' * 5)
     (base / "broken.jsonl").write_text('{"text": "fine"}\n{"text": broken\n' * 3)
     (base / "empty.jsonl").write_text("")
+    (base / "cut.jsonl.gz").write_bytes(gzip.compress(b'{"text": "fine"}\n' * 5000)[:60])
+    (base / "fake.parquet").write_text('{"text": "JSON, not Parquet"}\n')
+    pq.write_table(pa.Table.from_pylist([{"text": "fine"}, {"text": None}]), base / "nulls.parquet")
+    (base / "blank.jsonl").write_text('{"text": ""}\n' * 5)
     (base / "conf" / "data").mkdir(parents=True)
     cases = {}
     for case, (source, _) in BAD.items():

@@ -108,3 +108,29 @@ def test_input_output_form_and_bad_input(tmp_path):
     assert _rows(fields["train"]) == [{"input": "2 + 2", "output": "4"}, {"input": "3 + 3", "output": "6"}]
     assert fields["val"] is None and fields["test"] is None
     assert _response_dataset_messages(fields["train"], "input", "output")[0][1]["content"] == "4"
+
+
+BAD_RL = {  # case: (rows.jsonl, split fractions, what the message says)
+    "expected_answer null": ('{"problem": "2 + 2", "expected_answer": "4"}\n'
+                             '{"problem": "1 + 1", "expected_answer": null}\n',
+                             "{train: 1, valid: 0, test: 0}", ["rows.jsonl:2", "'expected_answer'", "is null"]),
+    "no train rows": ('{"problem": "2 + 2", "expected_answer": "4"}\n', "{train: 0, valid: 0, test: 1}",
+                      ["wrote no training rows", "1 row(s) in all", "nothing is committed"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_RL)
+def test_bad_rows_fail_clearly_and_commit_nothing(tmp_path, case):
+    rows, splits, fragments = BAD_RL[case]
+    (tmp_path / "rows.jsonl").write_text(rows)
+    (tmp_path / "conf" / "data").mkdir(parents=True)
+    (tmp_path / "conf" / "data" / "local.yaml").write_text(
+        f"rl:\n  sources:\n    - {{name: mine, uri: '{tmp_path}/rows.jsonl'}}\n  splits: {splits}\n"
+    )
+    root = tmp_path / "store"
+    args = ["--config-dir", str(tmp_path / "conf"), "data=local", "stage=rl_data", "scale=full"]
+    result = nemotron(*args, f"artifacts.manifest.root={root}", cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr and result.stdout == ""
+    for fragment in fragments:
+        assert fragment in " ".join(result.stderr.split()), result.stderr[-2000:]
+    assert not root.exists() or not list(root.iterdir())

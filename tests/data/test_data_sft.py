@@ -139,21 +139,43 @@ def test_pack_size_resolves_as_an_int(tiny_run):
     assert yaml.safe_load(result.stdout)["check"]["pack_size"] == 2048
 
 
+USER = {"role": "user", "content": "2 + 2"}
+BAD_ROWS = {  # file name -> its JSON lines (the second is the bad one)
+    "role.jsonl": [[USER, {"role": "assistant", "content": "4"}], [USER, {"role": "robot", "content": "4"}]],
+    "empty.jsonl": [[USER, {"role": "assistant", "content": "4"}],
+                    [{"role": "user", "content": ""}, {"role": "assistant", "content": " "}]],  # fmt: skip
+    "null.jsonl": [[USER, {"role": "assistant", "content": "4"}], None],
+}
+
+
+def _source(name: str) -> str:
+    return f"data.sft.sources=[{{name: s, uri: '{{d}}/{name}'}}]"
+
+
 @pytest.mark.parametrize(
     ("overrides", "fragments"),
     [
         (["stage.pack_size=4"], ["stage.pack_size=4 is smaller than the chat template's minimum"]),
         (["stage.messages_field=conversation"], ["has no 'conversation' field", "synthetic:arithmetic-chat#0"]),
+        (["stage.pack_size=20", "stage.overlong=drop"], ["made no training rows", "were longer than stage.pack_size=20",
+                                                         "stage.overlong=drop dropped them"]),  # fmt: skip
+        ([_source("role.jsonl")], ["role.jsonl:2", "the role 'robot'"]),
+        ([_source("empty.jsonl")], ["empty.jsonl:2", "Every message", "is empty"]),
+        ([_source("null.jsonl")], ["null.jsonl:2", "'messages' field", "is null"]),
     ],
-    ids=["pack_size too small", "missing messages field"],
+    ids=["pack_size too small", "missing messages field", "every conversation dropped", "unknown role",
+         "only empty contents", "null messages"],  # fmt: skip
 )
 def test_bad_input_fails_clearly_and_commits_nothing(tmp_path, bpe_dir, overrides, fragments):
-    args = ["stage=sft_data", f"data.tokenizer.name_or_path={bpe_dir}", f"artifacts.manifest.root={tmp_path}"]
-    result = nemotron(*args, *overrides, cwd=tmp_path)
+    for name, rows in BAD_ROWS.items():
+        (tmp_path / name).write_text("".join(json.dumps({"messages": m}) + "\n" for m in rows))
+    root = tmp_path / "store"
+    args = ["stage=sft_data", f"data.tokenizer.name_or_path={bpe_dir}", f"artifacts.manifest.root={root}"]
+    result = nemotron(*args, *[o.replace("{d}", str(tmp_path)) for o in overrides], cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" not in result.stderr and result.stdout == ""
     for fragment in fragments:
-        assert fragment in result.stderr, result.stderr[-2000:]
-    assert not list(tmp_path.glob("*/v1/manifest.json"))
+        assert fragment in " ".join(result.stderr.split()), result.stderr[-2000:]
+    assert not root.exists() or not list(root.iterdir())
 
 
 def test_the_pretraining_tokenizer_artifact_is_reused_and_recorded(tmp_path, bpe_dir):
