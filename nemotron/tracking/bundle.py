@@ -27,15 +27,17 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import shutil
 import socket
+import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nemotron.artifacts.refs import SCHEME, ArtifactRef, validate_alias
+from nemotron.artifacts.refs import SCHEME, ArtifactRef, validate_alias, validate_name
 from nemotron.errors import CommitError, NemotronError
 from nemotron.tracking.files import digest_file, new_hasher
 from nemotron.tracking.lineage import upstream_closure
@@ -214,52 +216,199 @@ def read_bundle(path: str) -> tuple[Path, dict[str, Any]]:
     index_file = bundle / INDEX
     if not index_file.is_file():
         raise NemotronError(f"{path} is not a nemotron bundle (no {INDEX}); make one with `nemotron-art export`.")
+    if index_file.is_symlink():
+        raise NemotronError(
+            f"{index_file} is a symlink; a bundle's index is a plain file inside it (import reads nothing outside "
+            "the bundle), so nothing was imported."
+        )
     try:
         index = json.loads(index_file.read_text())
-    except ValueError as exc:
+    except (ValueError, UnicodeDecodeError) as exc:
         raise NemotronError(f"{index_file} is not valid JSON ({exc}): the bundle is damaged.") from exc
     if not isinstance(index, dict) or index.get("format") != FORMAT:
-        raise NemotronError(f"{index_file} is not a {FORMAT} index (format {index.get('format')!r}).")
+        found = index.get("format") if isinstance(index, dict) else type(index).__name__
+        raise NemotronError(f"{index_file} is not a {FORMAT} index (format {found!r}).")
     return bundle, index
 
 
+# -- containment: a bundle is read only inside its directory, and gc deletes only the copy a store claimed ---
+
+_DATA_DIR = re.compile(r"data/[^/]+/v[0-9]+")
+_ALGORITHMS = ("xxh3_128", "sha256", "md5")
+
+
+def _inside(path: str | Path, base: Path) -> bool:
+    """Whether `path`, once every symlink is resolved, is `base` or below it."""
+    return Path(os.path.realpath(path)).is_relative_to(base)
+
+
+def _relative(bundle: Path, relative: Any, what: str, base: Path | None = None) -> tuple[Path | None, str]:
+    """`base/relative` (base: the bundle) if `relative` is a plain relative path that stays inside it after
+    symlinks, else (None, why). Nothing is read: only names and links are looked at."""
+    base = base or bundle
+    if not isinstance(relative, str) or not relative:
+        return None, f"{what} {relative!r} is not a relative path"
+    if relative.startswith("/") or "\x00" in relative or any(p in ("", ".", "..") for p in relative.split("/")):
+        return None, f"{what} {relative!r} points outside the bundle (an absolute path, or '.' and '..' parts)"
+    location = base / relative
+    if not _inside(location, base):
+        return None, f"{what} {relative!r} leads outside the bundle through a symlink (to {os.path.realpath(location)})"
+    return location, ""
+
+
+def _entry_problem(entry: Any) -> str:
+    """What makes an index entry unusable (wrong shape or kind of value); '' if it is well formed."""
+    if not isinstance(entry, dict):
+        return f"artifact entry {entry!r} is not an object"
+    label = f"artifact entry {entry.get('ref')!r}"
+    for key in ("ref", "manifest", "manifest_digest"):
+        if not isinstance(entry.get(key), str):
+            return f"{label}: {key} is missing or not a string"
+    files, data = entry.get("files"), entry.get("data")
+    if not isinstance(files, list) or not all(_file_record_ok(record) for record in files):
+        return f"{label}: files is not a list of {{path, size, digest}} records"
+    if data is None:
+        return f"{label}: it lists files but no data directory" if files else ""
+    if not isinstance(data, str) or not _DATA_DIR.fullmatch(data) or "/../" in f"{data}/" or "/./" in f"{data}/":
+        return f"{label}: data {data!r} points outside the bundle's data/NAME/vN directories"
+    if not files or not isinstance(entry.get("data_is_file", False), bool):
+        return f"{label}: data {data!r} without files, or data_is_file is not true/false"
+    if entry.get("data_is_file") and len(files) != 1:
+        return f"{label}: data_is_file with {len(files)} files"
+    return ""
+
+
+def _file_record_ok(record: Any) -> bool:
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("path"), str)
+        and type(record.get("size")) is int
+        and record["size"] >= 0
+        and isinstance(record.get("digest"), str)
+        and record["digest"].split(":", 1)[0] in _ALGORITHMS
+    )
+
+
+def read_owner(bundle: Path) -> str | None:
+    """The store named by the bundle's owner.json, if that is a plain JSON file (never followed as a link)."""
+    owner_file = bundle / OWNER
+    if owner_file.is_symlink() or not owner_file.is_file():
+        return None
+    try:
+        claim = json.loads(owner_file.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    store = claim.get("store") if isinstance(claim, dict) else None
+    return store if isinstance(store, str) else None
+
+
 def check_bundle(bundle: Path, index: dict[str, Any]) -> dict[str, Manifest]:
-    """Every manifest and data file against the index; raises one error listing every problem."""
+    """Every manifest and data file against the index, reading nothing outside the bundle; raises one error
+    listing every problem (paths that lead outside the bundle get their own error)."""
+    entries = index.get("artifacts", [])
+    if not isinstance(entries, list):
+        entries, problems = [], ["the index's artifacts are not a list"]
+    else:
+        problems = []
+    manifests: dict[str, Manifest] = {}
+    checked: set[str] = set()
+    for entry in entries:
+        problem = _entry_problem(entry)
+        if problem:
+            problems.append(problem)
+            continue
+        manifest, entry_problems = _check_manifest(bundle, entry, manifests)
+        problems.extend(entry_problems)
+        if manifest is not None:
+            manifests[entry["ref"]] = manifest
+        if entry["data"] and entry["data"] not in checked:
+            checked.add(entry["data"])
+            problems.extend(_check_data(bundle, entry))
+    if os.path.lexists(bundle / OWNER) and read_owner(bundle) is None:
+        problems.append(f"{OWNER} is not a plain JSON file naming a store (a symlink, or edited)")
+    problems.extend(_alias_problems(index.get("aliases", []), manifests))
+    _raise_problems(bundle, problems)
+    return manifests
+
+
+def _raise_problems(bundle: Path, problems: list[str]) -> None:
+    if not problems:
+        return
+    escapes = [problem for problem in problems if "outside the bundle" in problem]
+    shown = "; ".join((escapes or problems)[:10])
+    more = len(escapes or problems) - 10
+    shown += f"; and {more} more" if more > 0 else ""
+    if escapes:
+        raise NemotronError(
+            f"The bundle {bundle} points outside itself, so nothing was imported and nothing outside it was read: "
+            f"{shown}. A bundle keeps its index, manifests and data copies as plain files and directories under "
+            "its own directory (`nemotron-art export` writes it so); this one was edited or crafted."
+        )
+    raise NemotronError(
+        f"The bundle {bundle} does not match its index, so nothing was imported: {shown}. "
+        "Copy the bundle again from its source (or export it again)."
+    )
+
+
+def _check_manifest(
+    bundle: Path, entry: dict[str, Any], earlier: dict[str, Manifest]
+) -> tuple[Manifest | None, list[str]]:
+    """The entry's manifest, read only from inside the bundle, matching its digest, ref and upstream order."""
+    from pydantic import ValidationError
+
+    manifest_file, problem = _relative(bundle, entry["manifest"], "manifest")
+    if manifest_file is None:
+        return None, [problem]
+    if not manifest_file.is_file():
+        return None, [f"{entry['manifest']} is missing"]
+    if _local_digest(manifest_file) != entry["manifest_digest"]:
+        return None, [f"{entry['manifest']} was modified"]
+    try:
+        manifest = Manifest.model_validate_json(manifest_file.read_bytes())
+        validate_name(manifest.name)
+    except (ValidationError, NemotronError) as exc:
+        return None, [f"{entry['manifest']} is not a valid manifest ({str(exc).splitlines()[0]})"]
+    problems = []
+    if manifest.ref != entry["ref"]:
+        problems.append(f"{entry['manifest']} holds {manifest.ref}, the index says {entry['ref']}")
+    if entry["ref"] in earlier:
+        problems.append(f"{entry['ref']} is listed twice")
+    if manifest.files and not entry["data"]:
+        problems.append(f"{entry['ref']} records {len(manifest.files)} file(s) but the bundle carries no copy of them")
+    problems.extend(
+        f"{entry['ref']} uses {used}, which is not in the bundle (before it)"
+        for used in manifest.used_artifacts
+        if used not in earlier
+    )
+    return manifest, problems
+
+
+def _check_data(bundle: Path, entry: dict[str, Any]) -> list[str]:
+    """The entry's data copy: a plain directory of the bundle (no symlink on the way), every listed file inside
+    it (a relative symlink may point within the copy), with its size and digest, and nothing unlisted."""
     import fsspec
 
     fs = fsspec.filesystem("file")
-    problems: list[str] = []
-    manifests: dict[str, Manifest] = {}
-    checked: set[str] = set()
-    for entry in index.get("artifacts", []):
-        manifest_file = bundle / entry["manifest"]
-        if not manifest_file.is_file():
-            problems.append(f"{entry['manifest']} is missing")
-            continue
-        if digest_file(fs, str(manifest_file), "xxh3_128") != entry["manifest_digest"]:
-            problems.append(f"{entry['manifest']} was modified")
-            continue
-        manifest = Manifest.model_validate_json(manifest_file.read_bytes())
-        if manifest.ref != entry["ref"]:
-            problems.append(f"{entry['manifest']} holds {manifest.ref}, the index says {entry['ref']}")
-        manifests[entry["ref"]] = manifest
-        if entry.get("data") and entry["data"] not in checked:
-            checked.add(entry["data"])
-            problems.extend(_check_data(fs, bundle, entry))
-    problems.extend(_alias_problems(index.get("aliases", []), manifests))
-    for ref, manifest in manifests.items():
-        problems.extend(
-            f"{ref} uses {used}, which is not in the bundle"
-            for used in manifest.used_artifacts
-            if used not in manifests
-        )
-    if problems:
-        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
-        raise NemotronError(
-            f"The bundle {bundle} does not match its index, so nothing was imported: {shown}. "
-            "Copy the bundle again from its source (or export it again)."
-        )
-    return manifests
+    data = bundle / entry["data"]
+    if os.path.lexists(data) and os.path.realpath(data) != str(data):
+        return [f"{entry['data']} leads outside the bundle through a symlink (to {os.path.realpath(data)})"]
+    problems = []
+    expected = {record["path"]: record for record in entry["files"]}
+    for relative, record in expected.items():
+        location, problem = _relative(bundle, relative, f"{entry['data']} file", base=data)
+        if location is None:
+            problems.append(problem)
+        elif not location.is_file():
+            problems.append(f"{entry['data']}/{relative} is missing")
+        elif location.stat().st_size != record["size"]:
+            problems.append(f"{entry['data']}/{relative} changed size ({record['size']} -> {location.stat().st_size})")
+        elif digest_file(fs, str(location), record["digest"].split(":", 1)[0]) != record["digest"]:
+            problems.append(f"{entry['data']}/{relative} was modified (digest mismatch)")
+    if data.is_dir():
+        for path in sorted(data.rglob("*")):
+            if (path.is_file() or path.is_symlink()) and str(path.relative_to(data)) not in expected:
+                problems.append(f"{entry['data']}/{path.relative_to(data)} is not in the index")
+    return problems
 
 
 def _alias_problems(aliases: Any, manifests: dict[str, Manifest]) -> list[str]:
@@ -276,25 +425,6 @@ def _alias_problems(aliases: Any, manifests: dict[str, Manifest]) -> list[str]:
             continue
         if ref not in manifests:
             problems.append(f"alias {entry['name']}:{entry['alias']} points at {ref}, which is not in the bundle")
-    return problems
-
-
-def _check_data(fs, bundle: Path, entry: dict[str, Any]) -> list[str]:
-    data = bundle / entry["data"]
-    problems = []
-    expected = {record["path"]: record for record in entry["files"]}
-    for relative, record in expected.items():
-        location = data / relative
-        if not location.is_file():
-            problems.append(f"{entry['data']}/{relative} is missing")
-        elif location.stat().st_size != record["size"]:
-            problems.append(f"{entry['data']}/{relative} changed size ({record['size']} -> {location.stat().st_size})")
-        elif digest_file(fs, str(location), record["digest"].split(":", 1)[0]) != record["digest"]:
-            problems.append(f"{entry['data']}/{relative} was modified (digest mismatch)")
-    if data.is_dir():
-        for path in sorted(data.rglob("*")):
-            if path.is_file() and str(path.relative_to(data)) not in expected:
-                problems.append(f"{entry['data']}/{path.relative_to(data)} is not in the index")
     return problems
 
 
@@ -345,10 +475,11 @@ def _claim(bundle: Path, store: ManifestStore) -> tuple[bool, str]:
             json.dump(claim, f)
         return True, ""
     except FileExistsError:
-        owner = json.loads(owner_file.read_text()).get("store")
+        owner = read_owner(bundle)
         if owner == store.url:
             return True, ""
-        return False, f"the data copy belongs to {owner}, which imported this bundle first; gc here never deletes it"
+        holder = owner or "another store (its owner.json is unreadable)"
+        return False, f"the data copy belongs to {holder}, which imported this bundle first; gc here never deletes it"
     except OSError as exc:
         return False, f"cannot record ownership in the bundle ({exc.strerror}); gc never deletes its data"
 
@@ -422,3 +553,76 @@ def _commit(store: ManifestStore, name: str, record: dict[str, Any], version: in
         except CommitError:
             pass  # taken meanwhile by another writer: take the next free version
     return store.commit(name, record)
+
+
+# -- gc --data: deleting a claimed copy ------------------------------------------------------------------
+
+
+def owned_copy(store_url: str, manifest: Manifest) -> tuple[Path | None, str]:
+    """The data copy of an imported version that `gc --data` may delete, else (None, why not).
+
+    Worked out from the store's own record, never from the bundle's files (its index may have been edited
+    since), and checked again right before deleting: the version's path, as import wrote it, lies in
+    `data/NAME/vN` of the bundle the store recorded; that directory is a plain directory with no symlink
+    anywhere on its way; and the bundle's owner.json, a plain file, names this store.
+    """
+    origin = manifest.origin or {}
+    bundle_dir, path = origin.get("bundle"), manifest.path
+    if not manifest.data_owned or not isinstance(bundle_dir, str) or not os.path.isabs(bundle_dir):
+        return None, "not a bundle data copy this store imported"
+    bundle = Path(bundle_dir)
+    if "://" in path or not os.path.isabs(path) or os.path.normpath(path) != path:
+        return None, f"its path {path} is not a plain local path inside the bundle {bundle}"
+    relative = Path(path).relative_to(bundle / "data") if Path(path).is_relative_to(bundle / "data") else None
+    if relative is None or len(relative.parts) < 2:
+        return None, f"its path {path} is not inside a data copy of the bundle {bundle} (data/NAME/vN)"
+    directory = bundle / "data" / relative.parts[0] / relative.parts[1]
+    real = os.path.realpath(directory)
+    if real != str(directory):
+        return None, f"{directory} leads to {real} through a symlink; gc deletes only the copy the store imported"
+    if not directory.is_dir():
+        return None, f"the data copy {directory} is gone or not a directory"
+    owner = read_owner(bundle)
+    if owner != store_url:
+        return None, f"the bundle's data belongs to {owner or 'no store (owner.json missing or not a plain file)'}"
+    return directory, ""
+
+
+def delete_copy(store_url: str, manifest: Manifest, planned: str) -> str:
+    """Delete the claimed data copy `planned` of `manifest`, checked again now; '' or why it was kept."""
+    directory, why = owned_copy(store_url, manifest)
+    if directory is None or str(directory) != planned:
+        return why or f"the data copy is now {directory}, not the planned {planned}"
+    errors: list[str] = []
+
+    def failed(function, path, exc) -> None:  # onexc gets the exception, onerror (3.11) its exc_info
+        errors.append(f"{path}: {exc[1] if isinstance(exc, tuple) else exc}")
+
+    handler = {"onexc": failed} if sys.version_info >= (3, 12) else {"onerror": failed}
+    if sys.version_info >= (3, 11):  # race-free: the parent opened without following any symlink
+        try:
+            parent = _open_directory_nofollow(directory.parent)
+        except OSError as exc:
+            return f"{directory.parent} cannot be opened without following a symlink ({exc.strerror})"
+        try:
+            shutil.rmtree(directory.name, dir_fd=parent, **handler)
+        finally:
+            os.close(parent)
+    else:
+        shutil.rmtree(directory, **handler)  # refuses a symlinked top; never follows links inside
+    return f"deleting {directory} failed: {'; '.join(errors[:3])}" if errors else ""
+
+
+def _open_directory_nofollow(path: Path) -> int:
+    """A descriptor of the directory `path`, opened one component at a time without following symlinks."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    fd = os.open("/", flags)
+    try:
+        for part in path.parts[1:]:
+            child = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
