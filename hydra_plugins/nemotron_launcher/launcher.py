@@ -41,8 +41,9 @@ class LaunchError(CompactHydraException):
 
 
 class NemotronLocalLauncher(LocalLauncher):
-    """hydra-submitit-launcher's local launcher, refusing a credential on the command line before anything is
-    pickled (submitit pickles each job's overrides into its folder)."""
+    """hydra-submitit-launcher's local launcher, refusing a credential on the command line (by name, or a
+    secret environment value typed anywhere) before anything is pickled: submitit pickles each job's overrides
+    into its folder."""
 
     def setup(self, *, hydra_context: HydraContext, task_function: Any, config: DictConfig) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
@@ -50,6 +51,7 @@ class NemotronLocalLauncher(LocalLauncher):
 
         with _launch_errors():
             checks.check_overrides(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+            checks.check_no_secret_values(OmegaConf.to_container(config, resolve=False), "the job's config")
 
 
 class NemotronSlurmLauncher(BaseSubmititLauncher):

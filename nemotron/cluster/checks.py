@@ -17,16 +17,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nemotron.errors import NemotronError
+from nemotron.secrets import is_secret_name, redact_text, secret_values
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Config keys that hold credentials: narrower than the redaction rule (any name containing KEY, TOKEN, ...),
-# since `pad_token` is a tokenizer setting while `api_key` and `hf_token` are credentials.
+# Config keys refused on a submitit command line: narrower than the redaction rule (nemotron.secrets), which
+# also redacts `x.sort_key`-like names it cannot tell apart; these certainly hold credentials.
 _CREDENTIAL_KEY = re.compile(
-    r"(^|_)(api_?key|secret(_key)?|password|passwd|credentials?)$|^((hf|auth|access|api|wandb|ngc)_)?token$",
+    r"(^|_)(api_?key|secret(_key)?|password|passwd|pwd|credentials?|auth|authorization|bearer|private_?key)$"
+    r"|^((hf|auth|access|api|wandb|ngc|bearer)_)?token$",
     re.IGNORECASE,
 )
-_SECRET_ENV_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
-_MIN_SECRET_LEN = 8  # shorter values would match unrelated text
 # Parallel sizes a model config may declare (Megatron-Bridge / NeMo-RL spellings).
 _PARALLEL_KEYS = {
     "tensor": ("tensor_model_parallel_size", "tensor_parallel_size"),
@@ -59,7 +59,7 @@ def check_settings(params: Mapping[str, Any]) -> None:
     for name in params.get("env") or {}:
         if not _ENV_NAME.match(str(name)):
             raise ClusterError(f"launcher.env.{name}: {name!r} is not a valid environment variable name.")
-        if _SECRET_ENV_NAME.search(str(name)):
+        if is_secret_name(str(name)):
             raise ClusterError(
                 f"launcher.env.{name} would write a secret into the batch script, where anyone who can read the "
                 f"job's files sees it. Remove it and export {name} in the shell you submit from instead: Slurm "
@@ -79,12 +79,7 @@ def check_no_secret_values(node: Any, where: str, environ: Mapping[str, str] | N
     Whatever the launcher submits (the batch script, the pickled job config) is readable on the cluster's
     filesystem; a secret must reach the job through the environment only.
     """
-    environ = os.environ if environ is None else environ
-    secrets = {
-        name: value
-        for name, value in environ.items()
-        if _SECRET_ENV_NAME.search(name) and len(value) >= _MIN_SECRET_LEN
-    }
+    secrets = secret_values(os.environ if environ is None else environ)
     if not secrets:
         return
     for path, text in _strings(node):
@@ -92,9 +87,10 @@ def check_no_secret_values(node: Any, where: str, environ: Mapping[str, str] | N
             if value in text:
                 raise ClusterError(
                     f"The value of ${name} appears in {where} (at {path or 'the top'}), which would be written into "
-                    f"the job's submission files. Secrets reach a Slurm job through the environment only: leave "
-                    f"{name} exported in your shell (Slurm passes it on) and refer to it in configs as "
-                    f"${{oc.env:{name}}}, which is resolved inside the job."
+                    f"the job's submission files. Secrets reach a job through the environment only: leave {name} "
+                    f"exported in your shell (Slurm passes it on) for the library that reads it (huggingface_hub "
+                    "reads HF_TOKEN, wandb WANDB_API_KEY), and do not copy it into a config value, not even as "
+                    "${oc.env:...}: whatever a config holds is written into the job's records."
                 )
 
 
@@ -104,13 +100,20 @@ def check_overrides(overrides: Iterable[str]) -> None:
         key, sep, value = str(item).partition("=")
         last = key.lstrip("+~").rsplit(".", 1)[-1]
         value = value.strip("'\"")
-        if sep and _CREDENTIAL_KEY.search(last) and value and not value.startswith("${"):
-            raise ClusterError(
-                f"The command line sets {key.lstrip('+~')}, a credential. The submitit and Slurm launchers write the "
-                "job's config and overrides into its submission files, so secrets must not be in them: export it as an "
-                f"environment variable and write {key}='${{oc.env:NAME}}' (resolved inside the job), or let the "
-                "library read its usual variable (WANDB_API_KEY, HF_TOKEN)."
-            )
+        if not sep or not value or value.startswith("${"):
+            continue
+        if _CREDENTIAL_KEY.search(last):
+            what = "a credential"
+        elif "${" not in value and redact_text(value, ()) != value:
+            what = "a value with a password or token in it (a URL's user:password@, a bearer token, a private key)"
+        else:
+            continue
+        raise ClusterError(
+            f"The command line sets {key.lstrip('+~')}, {what}. The submitit and Slurm launchers write the job's "
+            "config and overrides into its submission files, so secrets must not be in them: export it as an "
+            "environment variable in the shell you submit from and let the library that needs it read it from "
+            "there (huggingface_hub reads HF_TOKEN, wandb WANDB_API_KEY)."
+        )
 
 
 def check_parallelism(job_config: Mapping[str, Any], params: Mapping[str, Any]) -> None:

@@ -210,7 +210,7 @@ def mem_gb(value: Any, where: str = "mem") -> int:
 
 
 def _env_vars(value: Any, where: str) -> dict[str, str]:
-    from nemotron.tracking.runinfo import is_secret_name
+    from nemotron.secrets import is_secret_name
 
     if not isinstance(value, dict):
         raise ProfileError(f'{where}: env_vars must be a table such as env_vars = {{ NCCL_DEBUG = "WARN" }}.')

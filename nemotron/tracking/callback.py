@@ -138,6 +138,7 @@ class ArtifactCallback(Callback):
                 if manifest is None and name:
                     artifact.name = name
                 committed.append((artifact, manifest))
+                _redact_returned(artifact)  # what the job returns is pickled (submitit) and printed as is
         except NemotronError as exc:
             report.print_error(str(exc))
             job_return.status = JobStatus.FAILED
@@ -187,8 +188,18 @@ def _outputs_of(value: Any) -> list[tuple[str | None, Artifact]]:
 
 
 def _write_lineage(output_dir: Path, tracking: Tracking, outputs: list[str]) -> None:
-    lineage = {"inputs": tracking.pinned(), "used_artifacts": tracking.used_artifacts, "outputs": outputs}
+    lineage = redact({"inputs": tracking.pinned(), "used_artifacts": tracking.used_artifacts, "outputs": outputs})
     (output_dir / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2) + "\n")
+
+
+def _redact_returned(artifact: Artifact) -> None:
+    """Redact the artifact the stage returned, in place, as its committed copy is: submitit pickles the job's
+    return value into its folder, and the JSON line on stdout is printed from it."""
+    fields = artifact.model_dump()
+    clean = redact(fields)
+    for key, value in fields.items():
+        if isinstance(value, (str, dict, list)) and clean[key] != value:
+            setattr(artifact, key, clean[key])
 
 
 def _load_resolved(output_dir: Path) -> dict[str, Any]:

@@ -8,13 +8,15 @@ import logging
 
 
 class RedactSecrets(logging.Filter):
-    """Replace the value of every secret-named `key=value` word of a log message."""
+    """Replace the value of every secret-named `key=value` word of a log message, and secret values (the
+    environment's, URL passwords) wherever they appear in it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from nemotron.tracking.runinfo import redact_override  # only when Hydra logs: composing stays light
+        from nemotron.secrets import redact_override, secret_values
 
         message = record.getMessage()
-        redacted = " ".join(redact_override(word) for word in message.split(" "))
+        values = list(secret_values().values())
+        redacted = " ".join(redact_override(word, values) for word in message.split(" "))
         if redacted != message:
             record.msg, record.args = redacted, ()
         return True

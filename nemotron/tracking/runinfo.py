@@ -1,11 +1,10 @@
-"""The run record written into every manifest, and the redaction of secrets from everything we write."""
+"""The run record written into every manifest (redaction itself lives in nemotron.secrets)."""
 
 from __future__ import annotations
 
 import getpass
 import os
 import platform
-import re
 import socket
 import subprocess
 import sys
@@ -13,14 +12,9 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from nemotron.secrets import REDACTED, is_secret_name, redact, redact_override  # noqa: F401  (re-exported)
 from nemotron.tracking.records import GitInfo, RunRecord
 
-REDACTED = "***REDACTED***"
-_SECRET_WORDS = {"secret", "secrets", "password", "passwd", "credential", "credentials", "apikey"}
-# A name ending in `key` or `token` is a secret (api_key, HF_TOKEN, my_token) unless the word before says
-# what kind of key or token it is: `input_key` names a column, `eod_token` a vocabulary entry.
-_NOT_SECRET_BEFORE = {"input", "output", "answer", "problem", "text", "label", "sort", "partition", "cache",
-                      "eod", "eos", "bos", "pad", "unk", "sep", "cls", "mask", "special"}  # fmt: skip
 _PACKAGES = (
     "nemotron",
     "hydra-core",
@@ -37,38 +31,6 @@ _PACKAGES = (
     "megatron-bridge",
     "nemo-rl",
 )
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether a config key or variable name holds a secret: `WANDB_API_KEY`, `hf_token`, `db.password`, but
-    not `tokens`, `tokenizer`, `max_new_tokens`, `input_key` or `eod_token`."""
-    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name)).lower())
-    words = [w for w in words if w]
-    if not words or _SECRET_WORDS.intersection(words):
-        return bool(words)
-    return words[-1] in ("key", "token") and (len(words) == 1 or words[-2] not in _NOT_SECRET_BEFORE)
-
-
-def redact(value: Any) -> Any:
-    """A copy of a config-like structure with the values of secret-named keys replaced.
-
-    Empty values (None, "", [], {}) hide nothing and are kept, so `exclude_keys: []` stays a list.
-    """
-    if isinstance(value, dict):
-        return {k: REDACTED if is_secret_name(k) and not _is_empty(v) else redact(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact(v) for v in value]
-    return value
-
-
-def _is_empty(value: Any) -> bool:
-    return value is None or (isinstance(value, (str, list, tuple, dict)) and not value)
-
-
-def redact_override(text: str) -> str:
-    """Redact one `key=value` command-line item (`wandb.api_key=abc` -> `wandb.api_key=***REDACTED***`)."""
-    key, sep, _ = text.partition("=")
-    return f"{key}={REDACTED}" if sep and is_secret_name(key) else text
 
 
 def raw_overrides(hydra_config: Any, group: str = "task") -> list[str]:

@@ -314,11 +314,12 @@ class Tracking:
 
 
 def _redacted_fields(artifact: Artifact) -> dict[str, Any]:
-    """The artifact's fields as stored, with secret-named keys of its free-form `metadata` redacted."""
-    from nemotron.tracking.runinfo import redact
+    """The artifact's fields as stored: secret values removed everywhere (nemotron.secrets), secret-named keys
+    redacted (no artifact field is named like one)."""
+    from nemotron.secrets import redact
 
-    fields = artifact.model_dump(mode="json")
-    fields["metadata"] = redact(fields.get("metadata") or {})
+    fields = redact(artifact.model_dump(mode="json"))
+    fields["metadata"] = fields.get("metadata") or {}
     return fields
 
 

@@ -43,8 +43,9 @@ from typing import Any
 
 from nemotron.artifacts.base import Artifact
 from nemotron.errors import NemotronError
+from nemotron.secrets import redact_text
 from nemotron.tracking.records import Manifest, RunRecord
-from nemotron.tracking.runinfo import REDACTED, is_rank0, is_secret_name, redact, redact_override
+from nemotron.tracking.runinfo import is_rank0, redact, redact_override
 
 SIDECAR = "wandb.json"
 DEFAULT_PROJECT = "nemotron"
@@ -404,10 +405,7 @@ def _quiet_wandb() -> Iterator[None]:
 
 def _scrub(text: str) -> str:
     """`text` without the value of any secret-named environment variable (WANDB_API_KEY, ...)."""
-    for key, value in os.environ.items():
-        if is_secret_name(key) and len(value) >= 8:
-            text = text.replace(value, REDACTED)
-    return text
+    return redact_text(text)
 
 
 # -- aliases ------------------------------------------------------------------------------------------------
