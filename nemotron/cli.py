@@ -10,6 +10,7 @@ about as fast as a bare Hydra app.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import hydra
@@ -19,7 +20,7 @@ import nemotron.tracking.resolvers  # noqa: F401  (registers ${art:} before comp
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> Any:
+def job(cfg: DictConfig) -> Any:
     from nemotron.stages import run_stage
     from nemotron.tracking.callback import JobError, user_error
 
@@ -30,6 +31,17 @@ def main(cfg: DictConfig) -> Any:
         if error is None:
             raise
         raise JobError(str(error)) from None
+
+
+def main() -> Any:
+    """The `nemotron` command: the Hydra app, and Ctrl-C as one line (exit status 130, as a shell reports
+    SIGINT) instead of a KeyboardInterrupt traceback. A stage interrupted this way commits nothing: Hydra
+    only calls the commit callback for a job that returned or raised an Exception."""
+    try:
+        return job()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

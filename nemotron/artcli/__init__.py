@@ -137,6 +137,8 @@ def _import_parser(commands) -> None:
 def _command(commands, name: str, target: str | None, help: str) -> argparse.ArgumentParser:
     sub = commands.add_parser(name, help=help, description=help)
     sub.set_defaults(target=target)
+    # `nemotron-art ls --root R` as well as `nemotron-art --root R ls`; SUPPRESS keeps the first when absent
+    sub.add_argument("--root", default=argparse.SUPPRESS, help="artifact store root (a path or fsspec URL)")
     return sub
 
 
@@ -156,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `nemotron-art lineage ... | head`: the reader left, which is fine
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (keeps Python from failing again at exit)
         return 0
+    except OSError as exc:  # a full disk, a missing output directory, a permission: one line, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"nemotron-art: error: {args.command} failed: {exc.strerror or exc}{where}.", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def print_json(data) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from argparse import Namespace
 
@@ -23,9 +24,13 @@ def ls(store: ManifestStore, args: Namespace) -> int:
         return _ls_versions(store, ArtifactRef.parse(args.name).name, args.json)
     rows = []
     for name in store.names():
-        latest = store.latest_version(name)
-        if latest is not None:
-            manifest = store.manifest(name, latest)
+        try:  # one damaged name must not hide the others
+            latest = store.latest_version(name)
+            manifest = store.manifest(name, latest) if latest is not None else None
+        except NemotronError as exc:
+            rows.append({"name": name, "latest": "?", "type": f"error: {exc}", "aliases": {}, "committed_at": ""})
+            continue
+        if manifest is not None:
             rows.append(
                 {
                     "name": name,
@@ -122,7 +127,7 @@ def lineage(store: ManifestStore, args: Namespace) -> int:
         if args.format == "json":
             return _emit(json.dumps(nested, indent=2, default=str) + "\n", args.output)
         if args.output:
-            with open(args.output, "w") as f:
+            with _output_file(args.output) as f:
                 tree_file = Console(file=f, highlight=False, soft_wrap=True, color_system=None, width=1000)
                 tree_file.print(render_tree(nested))
             return 0
@@ -141,9 +146,19 @@ def lineage(store: ManifestStore, args: Namespace) -> int:
     return _emit(text, args.output)
 
 
+def _output_file(output: str):
+    """`-o FILE` opened for writing, or a clear error (a missing directory, no permission) before any work."""
+    try:
+        return open(output, "w", encoding="utf-8")  # noqa: SIM115  (the caller's `with` closes it)
+    except OSError as exc:
+        parent = os.path.dirname(os.path.abspath(output))
+        hint = f" The directory {parent} does not exist: create it first." if not os.path.isdir(parent) else ""
+        raise NemotronError(f"Cannot write {output}: {exc.strerror or exc}.{hint}") from exc
+
+
 def _emit(text: str, output: str | None) -> int:
     if output:
-        with open(output, "w", encoding="utf-8") as f:
+        with _output_file(output) as f:
             f.write(text)
         print(f"wrote {output}", file=sys.stderr)
     else:

@@ -30,6 +30,7 @@ LATEST = "latest"
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 _ALIAS = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _VERSION = re.compile(r"v?(-?\d+)")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # s3://, gs://, hf://, file://, https://
 _WANDB_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _WANDB_SELECTOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -81,6 +82,12 @@ class ArtifactRef:
             )
         if body.startswith(SCHEME):
             body = body[len(SCHEME) :]
+        elif _URL.match(body):
+            raise BadReferenceError(
+                f"{text!r} is a URL, not an artifact reference: a reference names a version in the artifact "
+                f"store ({_FORMS}). To record the data at that URL as an artifact, register it first "
+                f"(`python -m nemotron stage=register stage.path={body} stage.name=NAME`) and use NAME."
+            )
         name, sep, selector = body.partition(":")
         if sep and (not selector or ":" in selector):
             raise BadReferenceError(f"{text!r} is not a valid artifact reference. Use one of: {_FORMS}.")

@@ -23,9 +23,18 @@ from omegaconf import OmegaConf
 from nemotron.tracking.settings import default_root, env_value
 
 
-def art(name: str, field: str = "path", *, _root_: Any) -> Any:
+def art(*args: Any, _root_: Any) -> Any:
+    from nemotron.errors import BadReferenceError
     from nemotron.tracking.session import ArtifactSettings, Tracking, active_tracking
 
+    if len(args) not in (1, 2) or not str(args[0]).strip():
+        given = ",".join(map(str, args))
+        raise BadReferenceError(
+            f"${{art:{given}}} takes a reference and optionally a field: ${{art:NAME}} or ${{art:NAME,FIELD}} "
+            "(NAME is a key of `run:` or a reference such as tiny-sft-data:v3; FIELD defaults to path), "
+            f"got {len(args)} argument(s)."
+        )
+    name, field = str(args[0]), str(args[1]) if len(args) == 2 else "path"
     run_inputs = _root_.get("run") or {}
     role = name if name in run_inputs and run_inputs[name] is not None else None
     reference = run_inputs[role] if role else name

@@ -40,6 +40,8 @@ def store(tmp_path_factory):
     (root / "broken" / "v1").mkdir(parents=True)
     (root / "broken" / "v1" / "manifest.json").write_bytes(CORRUPT_MANIFEST)
     (root / "broken" / "latest").write_text("v1")
+    (root / "raw-text" / "aliases").mkdir()
+    (root / "raw-text" / "aliases" / "gone").write_text("v7")  # a dangling alias, as an older gc could leave
     a_file = base / "a-regular-file"
     a_file.write_text("not a directory\n")
     copies = base / "copies"
@@ -66,6 +68,10 @@ NEMOTRON_CASES = [
     ("unknown-name", _plugin("run.src=no-such-data"), "No artifact named 'no-such-data'"),
     ("unknown-version", _plugin("run.src=raw-text:v9"), "raw-text:v9 does not exist"),
     ("unknown-alias", _plugin("run.src=raw-text:prod"), "raw-text has no alias 'prod'"),
+    ("alias-of-a-deleted-version", _plugin("run.src=raw-text:gone"), "The alias raw-text:gone points at v7"),
+    ("ref-is-a-url", _plugin("run.src=s3://x"), "'s3://x' is a URL, not an artifact reference"),
+    ("art-no-arguments", _plugin("stage.source=${art:}"), "takes a reference and optionally a field"),
+    ("art-three-arguments", _plugin("stage.source=${art:src,path,x}"), "got 3 argument(s)"),
     ("unknown-field", _plugin("stage.source=${art:src,nope}"), "has no field 'nope'"),
     ("direct-ref-unknown", _plugin("stage.source=${art:other-data:v1,path}"), "No artifact named 'other-data'"),
     ("corrupt-manifest", _plugin("run.src=broken"), "The manifest of broken:v1"),
@@ -158,6 +164,15 @@ ART_CASES = [
     ("bad-alias-name", ["alias", "raw-text:v1", "v2"], "'v2' is not a valid alias"),
     ("reserved-alias", ["alias", "raw-text:v1", "latest"], "'latest' is reserved"),
     ("missing-root", ["--root", "/nonexistent", "ls"], "The artifact store root '/nonexistent' does not exist"),
+    ("root-after-command", ["ls", "--root", "/nonexistent"], "The artifact store root '/nonexistent' does not exist"),
+    ("alias-of-a-deleted-version", ["show", "raw-text:gone"], "The alias raw-text:gone points at v7"),
+    ("ref-is-a-url", ["show", "s3://x"], "'s3://x' is a URL, not an artifact reference"),
+    ("lineage-into-a-missing-dir", ["lineage", "raw-text", "-o", "/nonexistent/out.txt"], "create it first"),
+    (
+        "lineage-html-into-a-missing-dir",
+        ["lineage", "raw-text", "--format", "html", "-o", "/nonexistent/l.html"],
+        "Cannot write /nonexistent/l.html",
+    ),
 ]
 
 
