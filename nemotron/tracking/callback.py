@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from nemotron.tracking.session import ArtifactSettings, Tracking, fail_tracking
 
 LINEAGE_FILE = "lineage.json"
 RESOLVED_CONFIG_FILE = "config.resolved.yaml"
+_LOG = logging.getLogger("nemotron")
 
 
 class JobError(CompactHydraException):
@@ -119,6 +121,8 @@ class ArtifactCallback(Callback):
         from nemotron.tracking.session import active_tracking
 
         output_dir = Path(config.hydra.runtime.output_dir)
+        committed: list[tuple[Artifact, Any]] = []
+        outputs: list[tuple[str | None, Artifact]] = []
         try:
             tracking = active_tracking()
             outputs = _outputs_of(job_return._return_value)
@@ -130,7 +134,6 @@ class ArtifactCallback(Callback):
                 hydra_job_name=config.hydra.job.name,
                 command=self._command,
             )
-            committed = []
             for name, artifact in outputs:
                 if artifact.producer is None:
                     artifact.producer = run.slurm_job_id or output_dir.name
@@ -139,18 +142,38 @@ class ArtifactCallback(Callback):
                     artifact.name = name
                 committed.append((artifact, manifest))
                 _redact_returned(artifact)  # what the job returns is pickled (submitit) and printed as is
-        except NemotronError as exc:
-            report.print_error(str(exc))
+        except (NemotronError, OSError) as exc:  # OSError: a full disk, a permission, outside the store's own
+            message = _commit_failure(exc, committed, outputs)
+            report.print_error(message)
             job_return.status = JobStatus.FAILED
-            job_return._return_value = JobError(f"Nothing was committed: {exc}")
+            job_return._return_value = JobError(message)
             return
-        _write_lineage(output_dir, tracking, outputs=[m.ref for _, m in committed if m])
+        try:
+            _write_lineage(output_dir, tracking, outputs=[m.ref for _, m in committed if m])
+        except OSError as exc:  # the versions are committed: a lineage.json that cannot be written is a warning
+            _LOG.warning("Could not write %s: %s.", output_dir / LINEAGE_FILE, exc.strerror or exc)
         # The manifests are committed: W&B mirrors them now, and only warns if it fails.
         stage = config.hydra.runtime.choices.get("stage")
         mirrored = tracking.mirror(committed, run=run, job_type=stage, run_dir=str(output_dir))
         for (artifact, manifest), wandb in zip(committed, mirrored or [None] * len(committed), strict=True):
             report.print_completion(artifact, manifest, tracking.store.url if tracking.store else None, wandb)
             report.emit_json_line(artifact)
+
+
+def _commit_failure(
+    exc: BaseException, committed: list[tuple[Artifact, Any]], outputs: list[tuple[str | None, Artifact]]
+) -> str:
+    """What happened, exactly: the versions that were committed (they stay) and the outputs that were not."""
+    reason = str(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, NemotronError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        reason = f"{exc.strerror or exc}{where}"
+    done = [manifest.ref for _, manifest in committed if manifest is not None]
+    if not done:
+        return f"Nothing was committed: {reason}"
+    left = [name or artifact.name or artifact.type for name, artifact in outputs[len(committed) :]]
+    missing = f"; not committed: {', '.join(left)}" if left else ""
+    return f"Committed {', '.join(done)} (committed versions stay){missing}. The commit failed: {reason}"
 
 
 def _show_submission(config: DictConfig, mode: str) -> None:

@@ -435,7 +435,11 @@ class ManifestStore:
                 version += 1
                 continue
             except OSError as exc:
-                raise CommitError(f"Could not commit {name}:v{version} to {self.url}: {exc}.") from exc
+                where = f" ({exc.filename})" if exc.filename else ""
+                raise CommitError(
+                    f"Could not commit {name}:v{version} to {self.url}: {_reason(exc)}{where}; the store is "
+                    "unchanged (no version, no temporary file)."
+                ) from exc
             self._after_commit(manifest)
             return manifest
         raise CommitError(f"Gave up committing {name} after {_MAX_COMMIT_ATTEMPTS} conflicting versions.")
@@ -542,8 +546,14 @@ class ManifestStore:
             if note:
                 event["note"] = note
             stamp = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-            self._create(self._p(name, "alias_history", f"{stamp}.json"), json.dumps(event).encode())
-            self._put(self._p(name, "aliases", alias), f"v{version}".encode())
+            entry = self._p(name, "alias_history", f"{stamp}.json")
+            self._create(entry, json.dumps(event).encode())
+            try:
+                self._put(self._p(name, "aliases", alias), f"v{version}".encode())
+            except BaseException:  # the alias did not move (a full disk): its history entry must not say it did
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm(entry)
+                raise
         return version
 
     @contextlib.contextmanager
@@ -560,7 +570,7 @@ class ManifestStore:
                 break
             except FileExistsError:
                 holder = self._lock_holder(path)
-                if holder is not None and time.time() - float(holder.get("at") or 0) > _LOCK_STALE_S:
+                if holder is not None and _lock_is_stale(holder):
                     with contextlib.suppress(FileNotFoundError):
                         self.fs.rm(path)
                     continue
@@ -577,10 +587,16 @@ class ManifestStore:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm(path)
 
+    def _lock_is_orphan(self, path: str) -> bool:
+        holder = self._lock_holder(path)
+        return holder is not None and _lock_is_stale(holder)
+
     def _lock_holder(self, path: str) -> dict[str, Any] | None:
         raw = self._cat(path)
+        if raw is None:
+            return None  # released meanwhile: try again
         try:
-            holder = json.loads(raw) if raw else None
+            holder = json.loads(raw)
         except ValueError:
             holder = None
         return holder if isinstance(holder, dict) else {"at": self._mtime(path)}
@@ -612,6 +628,7 @@ class ManifestStore:
         latest = self.latest_version(name) or 0
         if version >= latest:
             raise StoreError(f"Refusing to delete {name}:v{version}: it is the latest version of {name}.")
+        self._raise_latest(name, latest)  # a lower hint would stop probing at the gap this deletion leaves
         with self._lock(name):
             aliased = sorted(a for a, v in self.aliases(name).items() if v == version)
             if aliased:
@@ -625,7 +642,6 @@ class ManifestStore:
             record = {"version": version, "at": datetime.now(timezone.utc).isoformat(), "user": getpass.getuser()}
             stamp = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}-v{version}"
             self._create(self._p(name, "deletions", f"{stamp}.json"), json.dumps({**record, **(event or {})}).encode())
-        self._raise_latest(name, latest)  # a lower hint would stop probing at the gap this deletion leaves
         directory = self._p(name, f"v{version}")
         self.file_ops += 2
         with self._io(), contextlib.suppress(FileNotFoundError):
@@ -654,6 +670,8 @@ class ManifestStore:
             for entry in self._ls(self._p(name, "aliases")):
                 if ".tmp-" in entry:
                     orphans.append(Orphan(self._p(name, "aliases", entry), "temporary file of a writer"))
+                elif entry == ".lock" and self._lock_is_orphan(self._p(name, "aliases", entry)):
+                    orphans.append(Orphan(self._p(name, "aliases", entry), "lock of a writer that died"))
         if clean:
             for orphan in orphans:
                 if not orphan.removable:
@@ -711,6 +729,22 @@ def _access_problem(exc: BaseException) -> str | None:
     ):
         return f"the endpoint cannot be reached ({exc}). Check the URL, AWS_ENDPOINT_URL and the network."
     return None
+
+
+def _lock_is_stale(holder: dict[str, Any]) -> bool:
+    """A lock whose process is gone (same host), or older than any alias change or deletion takes."""
+    pid = holder.get("pid")
+    if holder.get("host") == socket.gethostname() and isinstance(pid, int) and pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # alive, another user's
+            pass
+    try:
+        return time.time() - float(holder.get("at") or 0) > _LOCK_STALE_S
+    except (TypeError, ValueError):
+        return True
 
 
 def _reason(exc: BaseException) -> str:
