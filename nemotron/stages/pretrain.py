@@ -14,9 +14,11 @@ With `model.backend=megatron` the same stage runs Megatron-Bridge instead (nemot
 from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
+from pydantic import Field
 
 from nemotron.artifacts import ModelArtifact, PretrainBlendsArtifact
 from nemotron.data.sources import ScaleConfig
+from nemotron.errors import NemotronError
 from nemotron.stages import stage_params
 from nemotron.stages._training import load_data_tokenizer, load_input, output_dir
 from nemotron.training.trainer import LoopParams
@@ -27,9 +29,9 @@ class PretrainParams(LoopParams):
 
     data: str
     data_uri: str
-    batch_size: int = 16
-    seq_len: int = 256
-    eval_batches: int = 8
+    batch_size: int = Field(16, gt=0)
+    seq_len: int = Field(256, gt=0)
+    eval_batches: int = Field(8, gt=0)
 
 
 def run(cfg: DictConfig) -> ModelArtifact | None:
@@ -50,6 +52,12 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
     data = load_input(cfg, params.data_uri, PretrainBlendsArtifact)
     scale = ScaleConfig.model_validate(OmegaConf.to_container(cfg.scale, resolve=True))
     model_config = TinyModelConfig.model_validate(OmegaConf.to_container(cfg.model, resolve=True))
+    if params.seq_len > model_config.max_seq_len:
+        raise NemotronError(
+            f"stage.seq_len={params.seq_len} is longer than the model's maximum positions (model.max_seq_len="
+            f"{model_config.max_seq_len}): positions beyond it were never meant to be used. Lower stage.seq_len "
+            "or raise model.max_seq_len."
+        )
     tokenizer, tokenizer_uri = load_data_tokenizer(cfg, data)
     train = TokenWindows(data.path, data.blend_path, "train", params.seq_len, params.seed)
     valid = TokenWindows(data.path, data.blend_path, "valid", params.seq_len, params.seed)

@@ -14,9 +14,11 @@ Commits `sft-model-tiny`, whose `base_model` is the pinned pretrained model.
 from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
+from pydantic import Field
 
 from nemotron.artifacts import ModelArtifact, SFTDataArtifact
 from nemotron.data.sources import ScaleConfig
+from nemotron.errors import NemotronError
 from nemotron.stages import stage_params
 from nemotron.stages._training import check_same_tokenizer, load_data_tokenizer, load_input, output_dir
 from nemotron.training.trainer import LoopParams
@@ -29,8 +31,8 @@ class SFTParams(LoopParams):
     model_uri: str
     data: str
     data_uri: str
-    batch_size: int = 8
-    eval_batches: int = 4
+    batch_size: int = Field(8, gt=0)
+    eval_batches: int = Field(4, gt=0)
 
 
 def run(cfg: DictConfig) -> ModelArtifact | None:
@@ -56,6 +58,13 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
     tokenizer = load_tokenizer(base.path)
     check_same_tokenizer(tokenizer, load_data_tokenizer(cfg, data)[0], base.uri or base.path, data.uri or data.path)
     check_vocab(model, tokenizer, base.uri or base.path)
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions and data.pack_size > positions:
+        raise NemotronError(
+            f"The data {data.uri or data.path} packs rows of {data.pack_size} tokens (pack_size), more than the "
+            f"model {base.uri or base.path} has positions ({positions}). Prepare the SFT data with "
+            f"stage.pack_size={positions} or less."
+        )
     train = PackedRows(data.path, "train", params.seed, tokenizer.pad_token_id)
     valid = PackedRows(data.path, "valid", params.seed, tokenizer.pad_token_id)
     out = output_dir(params)

@@ -136,11 +136,23 @@ class Trainer:
         max_norm = self.params.grad_clip or float("inf")  # inf: measure the norm without clipping
         norm = float(torch.nn.utils.clip_grad_norm_(self.module.parameters(), max_norm))
         if self._all_finite(float(loss.detach()), norm):
-            self.optimizer.step()
+            self._optimizer_step()
         else:
             self._skip(float(loss.detach()), norm)
         self.optimizer.zero_grad(set_to_none=True)
         return norm if self.params.grad_clip else None
+
+    def _optimizer_step(self) -> None:
+        try:
+            self.optimizer.step()
+        except RuntimeError as exc:  # AdamW's step size lr / (1 - beta1^t) beyond float32
+            if "overflow" not in str(exc):
+                raise
+            raise NemotronError(
+                f"Training stopped at step {self.step + 1} of {self.params.name}: the learning rate "
+                f"{self.optimizer.param_groups[0]['lr']:g} overflows the optimizer's float32 step ({exc}), so "
+                f"nothing is committed. Lower stage.lr (now {self.params.lr:g})."
+            ) from exc
 
     def _all_finite(self, loss: float, norm: float) -> bool:
         """Whether the loss and the norm are finite on every rank (all ranks skip the same steps)."""

@@ -120,3 +120,39 @@ def test_cuda_without_a_gpu_is_refused_before_any_work(store: Store, tmp_path: P
     result = store.run("stage=pretrain", "device=cuda", cwd=tmp_path)
     _fails_clearly(store, result, "torch sees no CUDA GPU here", before)
     assert not list(tmp_path.glob("outputs/pretrain/*/checkpoints"))
+
+
+# -- bad settings and diverging runs: a clear paragraph, a non-zero exit, nothing committed --------------------
+
+DIVERGE = ["stage.lr=1e6", "stage.warmup_steps=0", "stage.steps=8"]
+BAD_TRAINING = {  # case: (arguments, what the message says)
+    "pretrain diverges": (["stage=pretrain", *SMALL_MODEL, *SHORT, *DIVERGE],
+                          "more than stage.max_skipped_steps=3. The model diverged, so nothing is committed"),
+    "pretrain lr inf": (["stage=pretrain", *SMALL_MODEL, "stage.lr=inf"], "lr: Input should be a finite number"),
+    "pretrain seq_len 0": (["stage=pretrain", *SMALL_MODEL, "stage.seq_len=0"], "seq_len: Input should be greater"),
+    "pretrain batch_size 0": (["stage=pretrain", *SMALL_MODEL, "stage.batch_size=0"],
+                              "batch_size: Input should be greater than 0"),
+    "pretrain seq_len past the positions": (["stage=pretrain", *SMALL_MODEL, "stage.seq_len=128"],
+                                            "stage.seq_len=128 is longer than the model's maximum positions"),
+    "sft diverges": (["stage=sft", *SHORT, *DIVERGE, "stage.lr=1e30"], "The model diverged, so nothing is committed"),
+    "sft lr overflows": (["stage=sft", *SHORT, *DIVERGE, "stage.lr=1e38"], "overflows the optimizer's float32 step"),
+    "sft batch_size 0": (["stage=sft", "stage.batch_size=0"], "batch_size: Input should be greater than 0"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_TRAINING)
+def test_bad_training_settings_fail_clearly(store: Store, pretrained: dict, tmp_path: Path, case: str) -> None:
+    args, message = BAD_TRAINING[case]
+    if args[0] == "stage=sft":
+        args = [*args, f"run.model={pretrained['uri']}"]
+    before = tree(store.root)
+    _fails_clearly(store, store.run(*args, cwd=tmp_path), message, before)
+
+
+def test_sft_data_packed_past_the_model_positions_is_refused(store: Store, pretrained: dict) -> None:
+    long_rows = store.make("sft_data", "data.tokenizer.name_or_path=${art:tokenizer-tiny:latest,path}",
+                           "stage.tokenizer_uri=${art:tokenizer-tiny:latest,uri}", "stage.pack_size=128",
+                           "stage.name=sft-data-long")  # fmt: skip
+    before = tree(store.root)
+    result = store.run("stage=sft", f"run.model={pretrained['uri']}", f"run.data={long_rows['uri']}")
+    _fails_clearly(store, result, "packs rows of 128 tokens (pack_size), more than the model", before)
