@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nemotron.data.progress import Heartbeat
 from nemotron.errors import NemotronError
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,9 @@ def train_bpe(texts: Iterable[str | list[str]], out_dir: str | Path, vocab_size:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(_flat(texts), trainer=trainer)
+    counted = _Counted(_flat(texts))
+    with Heartbeat(lambda: f"training the byte-level BPE tokenizer: {counted.count:,} texts read"):
+        backend.train_from_iterator(counted, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token=EOS_TOKEN,
@@ -162,6 +165,21 @@ def _portable_config(out_dir: Path) -> None:
         config["additional_special_tokens"] = extra
     config["chat_template"] = CHAT_TEMPLATE
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+
+class _Counted:
+    """An iterator that counts what it yields (read by the heartbeat thread)."""
+
+    def __init__(self, items: Iterable[str]) -> None:
+        self.items, self.count = iter(items), 0
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> str:
+        item = next(self.items)
+        self.count += 1
+        return item
 
 
 def _flat(texts: Iterable[str | list[str]]) -> Iterable[str]:
@@ -238,10 +256,11 @@ class TokenEncoder:
 
         Logs one warning (the reason) when gigatoken is installed but not used, one info line when it is.
         """
-        texts = [*_flat(sample), *PROBE_TEXTS]
-        fast, reason = self._gigatoken_candidate()
-        if fast is not None:
-            reason = _first_difference(self.encode(texts), fast.encode(texts), texts)
+        with Heartbeat("comparing gigatoken with HF tokenizers on the first rows of every source"):
+            texts = [*_flat(sample), *PROBE_TEXTS]
+            fast, reason = self._gigatoken_candidate()
+            if fast is not None:
+                reason = _first_difference(self.encode(texts), fast.encode(texts), texts)
             if reason is None:
                 log.info("Tokenizing with gigatoken: it gave the same ids as HF tokenizers on %d texts", len(texts))
                 return fast

@@ -74,3 +74,33 @@ def test_an_unknown_tokenizer_offline_fails_fast_naming_it_and_the_setting(tmp_p
     message = result.stderr.strip().splitlines()[-1]
     assert "NemotronError" in message and "'nobody/no-such-tokenizer'" in message
     assert "HF_HUB_OFFLINE=1" in message and str(tmp_path / "hf") in message
+
+
+# -- a long step says it is alive: a line on stderr every HEARTBEAT_S seconds, terminal or not ------------------
+
+
+def test_a_long_tokenizer_training_prints_heartbeats(tmp_path, capsys, monkeypatch):
+    """One huge document keeps the BPE trainer busy for minutes: a line every HEARTBEAT_S seconds says so."""
+    from nemotron.data import progress
+
+    monkeypatch.setattr(progress, "HEARTBEAT_S", 0.05)
+
+    def slow_texts():
+        for i in range(5):
+            time.sleep(0.1)
+            yield f"document {i}: {i} + {i} = {2 * i}"
+
+    train_bpe(slow_texts(), tmp_path / "tok", vocab_size=300)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "training the byte-level BPE" in line]
+    assert len(lines) >= 3, lines
+    assert "texts read" in lines[-1] and "s so far" in lines[-1]
+
+
+def test_rate_progress_prints_heartbeats_when_stderr_is_not_a_terminal(capsys):
+    from nemotron.data.progress import RateProgress
+
+    with RateProgress("tokenizing", heartbeat_s=0.05) as progress:
+        progress.advance(rows=3, tokens=42)
+        time.sleep(0.3)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tokenizing: 3 rows")]
+    assert len(lines) >= 3 and "42 tokens" in lines[0], lines
