@@ -100,9 +100,10 @@ class NemotronSlurmLauncher(BaseSubmititLauncher):
             planned.append(slurm.PlannedJob(idx, list(filter_overrides(overrides)), str(output_dir), artifacts))
             job_configs.append(job_config)
 
-        if all(_stage_dry_run(config) for config in job_configs):
+        if all(_stage_dry_run(config) or _stage_on_host(config) for config in job_configs):
             # stage.dry_run=true (model.backend=megatron): the stage itself prints its backend's configuration
-            # and Slurm submission on this host; nothing is submitted.
+            # and Slurm submission on this host; nothing is submitted. stage.on_host=true (stage=pipeline): the
+            # stage submits its own jobs (one per step) from this host.
             return [self._run_here(config) for config in job_configs]
 
         store = _store_root(job_configs[0])
@@ -188,13 +189,16 @@ class NemotronSlurmLauncher(BaseSubmititLauncher):
             context = HydraContext(config_loader=context.config_loader, callbacks=Callbacks())
             with open_dict(sweep_config.hydra):
                 sweep_config.hydra.output_subdir = None
-        return run_job(
+        result = run_job(
             hydra_context=context,
             task_function=self.task_function,
             config=sweep_config,
             job_dir_key=job_dir_key,
             job_subdir_key="hydra.sweep.subdir",
         )
+        if result.status == JobStatus.FAILED and not self.params.get("wait", True):
+            _fail_slurm_job(result)
+        return result
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """Called by submitit on rank 0 at preemption or timeout: requeue the job as it was submitted, unless
@@ -231,6 +235,26 @@ def _stage_dry_run(config: DictConfig) -> bool:
         return bool(OmegaConf.select(config, "stage.dry_run", default=False))
     except Exception:  # an interpolation only the job can resolve: not a dry run
         return False
+
+
+def _stage_on_host(config: DictConfig) -> bool:
+    """`stage.on_host=true`: a stage that submits jobs itself (stage=pipeline) runs on the submitting host."""
+    try:
+        return bool(OmegaConf.select(config, "stage.on_host", default=False))
+    except Exception:  # an interpolation only the job can resolve: an ordinary stage
+        return False
+
+
+def _fail_slurm_job(result: JobReturn) -> None:
+    """wait=false: no host reads the job's result, so a failed stage must fail the Slurm job itself (sacct shows
+    FAILED, and jobs submitted with --dependency=afterok on it are cancelled): its message, then exit 1."""
+    import sys
+
+    from nemotron.tracking import report
+
+    report.print_error(f"The stage failed, so this Slurm job fails and nothing was committed: {result._return_value}")
+    sys.stderr.flush()
+    raise SystemExit(1)
 
 
 def _not_run(job: Any) -> JobReturn:

@@ -1,14 +1,26 @@
 """`stage=pipeline` (the default): the whole recipe, from raw text to an aligned, evaluated model.
 
-    python -m nemotron                                    # tiny: data -> pretrain -> sft -> rl -> eval, on a CPU
+    python -m nemotron                                    # tiny: data -> pretrain -> sft -> convert -> rl -> eval
     python -m nemotron +stage.overrides.pretrain.steps=1000 +stage.overrides.sft.lr=3e-4
+    python -m nemotron stage=pipeline model=nano3 launcher=gpu_2x8 launcher.wait=false   # one Slurm chain
 
 Every step is a stage run as its own job (`python -m nemotron stage=STEP ...`, with this command's model,
-data, scale and artifact choices), so each commits its artifacts with its own lineage exactly as if run by
-hand. A step's inputs are the exact versions (`name:vN`, read from the JSON line each job prints) that the
-earlier steps of *this* pipeline produced, never whatever `latest` is when the step starts: two pipelines
-running at once into one store each chain their own versions. The eval step evaluates every trained model
-and the pipeline ends with a table of the results.
+data, scale, artifact and launcher choices), so each commits its artifacts with its own lineage exactly as if
+run by hand. A step's inputs are the exact versions the earlier steps of *this* pipeline produced, never
+whatever `latest` is when the step starts, so two pipelines running at once into one store each chain their own:
+
+- run here (launcher=local) or waiting on Slurm (launcher.wait=true): each step runs after the one before it,
+  and its inputs are pinned to the `name:vN` the earlier jobs printed;
+- `launcher.wait=false` on Slurm: every step is submitted at once, as a chain of Slurm jobs
+  (`--dependency=afterok:ID`, `--kill-on-invalid-dep=yes`: a step that fails or is cancelled cancels every
+  step after it). The versions do not exist yet when the jobs are submitted, so each step sets the pipeline
+  run's alias `pipe-<run id>` on what it commits (`artifacts.alias`), and the next step reads `NAME:pipe-<run id>`,
+  which its job pins to the exact `name:vN` when it starts (after the step before it succeeded).
+
+`convert` hands the SFT model on as a Hugging Face model (Megatron-Bridge's AutoBridge for model.backend=megatron;
+a copy-through for the embedded backend, whose checkpoints are Hugging Face models already). The eval step
+evaluates the model of every training step and the pipeline ends with a table of the results (chain: with the
+job ids; the results are in the store when the jobs end).
 """
 
 from __future__ import annotations
@@ -16,6 +28,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +39,24 @@ from pydantic import BaseModel, ConfigDict
 from nemotron.errors import NemotronError
 from nemotron.stages import fresh_output_dir, stage_params
 
-# What each step reads from the earlier ones: run.ROLE = the (step, artifact type) that produced it.
-INPUTS: dict[str, dict[str, tuple[str, str]]] = {
-    "sft_data": {"tokenizer": ("pretrain_data", "TokenizerArtifact")},
-    "pretrain": {"data": ("pretrain_data", "PretrainBlendsArtifact")},
-    "sft": {"model": ("pretrain", "ModelArtifact"), "data": ("sft_data", "SFTDataArtifact")},
-    "rl": {"model": ("sft", "ModelArtifact"), "data": ("rl_data", "SplitJsonlDataArtifact")},
+# What each step reads from the earlier ones: run.ROLE = (the steps that may have produced it, the first present
+# wins; its artifact type).
+INPUTS: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
+    "sft_data": {"tokenizer": (("pretrain_data",), "TokenizerArtifact")},
+    "pretrain": {"data": (("pretrain_data",), "PretrainBlendsArtifact")},
+    "sft": {"model": (("pretrain",), "ModelArtifact"), "data": (("sft_data",), "SFTDataArtifact")},
+    "convert": {"model": (("sft",), "ModelArtifact")},
+    "rl": {"model": (("convert", "sft"), "ModelArtifact"), "data": (("rl_data",), "SplitJsonlDataArtifact")},
 }
-EVAL_INPUTS = {"problems": ("rl_data", "SplitJsonlDataArtifact"), "text": ("pretrain_data", "PretrainBlendsArtifact")}
+EVAL_INPUTS = {
+    "problems": (("rl_data",), "SplitJsonlDataArtifact"),
+    "text": (("pretrain_data",), "PretrainBlendsArtifact"),
+}
 TRAINING_STEPS = ("pretrain", "sft", "rl")
+# The eval stage reads Hugging Face models: with Megatron-Bridge / NeMo-RL (Megatron and NeMo-RL checkpoints) that
+# is the converted SFT model.
+EVALUATED = {"torch": TRAINING_STEPS, "megatron": ("convert",)}
+STEPS = ["pretrain_data", "sft_data", "rl_data", "pretrain", "sft", "convert", "rl", "eval"]
 # The SFT data is tokenized with the pretraining tokenizer (so the model can read it), packed to the model's length.
 EXTRA = {
     "sft_data": [
@@ -42,6 +65,18 @@ EXTRA = {
         "stage.pack_size=${model.max_seq_len}",
     ]
 }
+# What each step commits, by artifact type: (the stage key naming it, its default; the scale suffix is appended).
+# A chained step's successors name its outputs before they exist (NAME:pipe-<run id>), so they are listed here.
+OUTPUTS: dict[str, dict[str, tuple[str, str | None]]] = {
+    "pretrain_data": {"TokenizerArtifact": ("tokenizer_name", "tokenizer"),
+                      "PretrainBlendsArtifact": ("name", "pretrain-data")},  # fmt: skip
+    "sft_data": {"SFTDataArtifact": ("name", "sft-data")},
+    "rl_data": {"SplitJsonlDataArtifact": ("name", "rl-data")},
+    "pretrain": {"ModelArtifact": ("name", "pretrain-model")},
+    "sft": {"ModelArtifact": ("name", "sft-model")},
+    "convert": {"ModelArtifact": ("name", None)},  # None: the input's name plus -hf (stage=convert's default)
+    "rl": {"ModelArtifact": ("name", "rl-model")},
+}
 
 
 class PipelineParams(BaseModel):
@@ -49,11 +84,12 @@ class PipelineParams(BaseModel):
 
     steps: list[str]
     overrides: dict[str, dict[str, Any]] = {}
+    output_dir: str | None = None
+    on_host: bool = True  # read by the Slurm launcher: this stage submits its steps' jobs itself
 
     def stage_overrides(self, step: str) -> list[str]:
         """`stage.KEY=VALUE` for each of the step's parameters (JSON values are valid override values)."""
         return [f"stage.{key}={json.dumps(value)}" for key, value in self.overrides.get(step, {}).items()]
-    output_dir: str | None = None
 
 
 def run(cfg: DictConfig) -> None:
@@ -68,12 +104,15 @@ def run(cfg: DictConfig) -> None:
             "an artifact store: use artifacts=manifest (the default) or artifacts=manifest_wandb, not artifacts=none."
         )
     out = fresh_output_dir(params.output_dir, ("results.json",))
-    shared = _shared_overrides()
+    if _chained(cfg):
+        _submit_chain(cfg, params, out)
+        return
+    shared = [*_shared_overrides(), *_step_launcher()]
     produced: dict[str, dict[str, str]] = {}  # step -> {artifact type: art://name:vN}
     results: list[dict[str, Any]] = []
     for number, step in enumerate(params.steps, start=1):
         if step == "eval":
-            results = _evaluate_all(produced, shared, params, out, number)
+            results = _evaluate_all(produced, shared, params, out, number, _evaluated(cfg))
             continue
         wiring = _wiring(INPUTS.get(step, {}), produced)
         extra = EXTRA.get(step, []) if wiring else []
@@ -84,54 +123,194 @@ def run(cfg: DictConfig) -> None:
 
 
 def _check_steps(steps: list[str]) -> None:
-    known = ["pretrain_data", "sft_data", "rl_data", *TRAINING_STEPS, "eval"]
-    unknown = [s for s in steps if s not in known]
+    unknown = [s for s in steps if s not in STEPS]
     if unknown:
-        raise NemotronError(f"Unknown pipeline step(s) {', '.join(unknown)}; the steps are {', '.join(known)}.")
+        raise NemotronError(f"Unknown pipeline step(s) {', '.join(unknown)}; the steps are {', '.join(STEPS)}.")
 
 
-def _wiring(inputs: dict[str, tuple[str, str]], produced: dict[str, dict[str, str]]) -> list[str]:
+def _wiring(inputs: dict[str, tuple[tuple[str, ...], str]], produced: dict[str, dict[str, str]]) -> list[str]:
     """`++run.ROLE=art://name:vN` for each input an earlier step of this pipeline produced (`++`: the stage's
     YAML may not declare the role); inputs no step produced keep the stage's default (e.g. `:latest`)."""
-    pinned = {role: produced.get(step, {}).get(kind) for role, (step, kind) in inputs.items()}
-    return [f"++run.{role}={uri}" for role, uri in pinned.items() if uri]
+    pinned = {role: _producer(steps, kind, produced) for role, (steps, kind) in inputs.items()}
+    return [f"++run.{role}={found[1]}" for role, found in pinned.items() if found]
+
+
+def _producer(steps: tuple[str, ...], kind: str, produced: dict[str, dict[str, str]]) -> tuple[str, str] | None:
+    """(step, reference) of the first of `steps` that produced a `kind`."""
+    for step in steps:
+        if kind in produced.get(step, {}):
+            return step, produced[step][kind]
+    return None
 
 
 def _shared_overrides() -> list[str]:
     """This command's overrides that every step shares: model, data, scale, artifacts, seed, device ..."""
     from hydra.core.hydra_config import HydraConfig
 
-    own = ("stage", "+stage", "~stage", "run.", "+run.", "hydra.", "launcher")
-    return [o for o in HydraConfig.get().overrides.task if not o.startswith(own)] + ["launcher=local"]
+    own = ("stage", "run.", "hydra.", "launcher")  # also as +KEY, ++KEY, ~KEY
+    config_dirs = [f"--config-dir={source.path}" for source in HydraConfig.get().runtime.config_sources
+                   if source.provider == "command-line" and source.schema == "file"]  # fmt: skip
+    return [*config_dirs, *(o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith(own))]
+
+
+def _launcher_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return [o for o in HydraConfig.get().overrides.task if o.lstrip("+~").startswith("launcher")]
+
+
+def _on_slurm() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    return str(HydraConfig.get().launcher.get("_target_", "")).endswith("NemotronSlurmLauncher")
+
+
+def _chained(cfg: DictConfig) -> bool:
+    """launcher.wait=false on Slurm: the steps are submitted as one chain of jobs, and nothing waits for them."""
+    return _on_slurm() and not bool(cfg.get("launcher", {}).get("wait", True))
+
+
+def _step_launcher() -> list[str]:
+    """Each step runs where this command runs: here (launcher=local), or as a Slurm job this pipeline waits for."""
+    return _launcher_overrides() if _on_slurm() else ["launcher=local"]
 
 
 def _run_step(step: str, overrides: list[str], job_dir: Path) -> dict[str, str]:
     """Run one stage as a job; {artifact type: art://name:vN} of what it committed."""
-    command = [sys.executable, "-m", "nemotron", f"stage={step}", *overrides, f"hydra.run.dir={job_dir}"]
+    lines = _step(step, overrides, job_dir, "run", "stage=NAME and run.ROLE=NAME:vN")
+    return {line["type"]: line["uri"] for line in lines if "type" in line}
+
+
+def _step(step: str, overrides: list[str], job_dir: Path, verb: str, rest: str) -> list[dict[str, Any]]:
+    """`python -m nemotron stage=STEP OVERRIDES` in a process of its own; the JSON lines it printed."""
+    where = [f"hydra.run.dir={job_dir}", f"hydra.sweep.dir={job_dir}"]
+    command = [sys.executable, "-m", "nemotron", f"stage={step}", *overrides, *where]
     print(f"\n── pipeline step {step}: {' '.join(command[3:])}", file=sys.stderr, flush=True)
     completed = subprocess.run(command, stdout=subprocess.PIPE, text=True)
     if completed.returncode != 0:
         raise NemotronError(
-            f"The pipeline step {step!r} failed (exit {completed.returncode}); its messages are above and its "
-            f"job directory is {job_dir}. The artifacts of the earlier steps are committed: rerun the rest with "
-            f"stage=NAME and run.ROLE=NAME:vN."
+            f"The pipeline step {step!r} failed to {verb} (exit {completed.returncode}); its messages are above and "
+            f"its job directory is {job_dir}. What the earlier steps committed stays committed: rerun the rest "
+            f"with {rest}."
         )
-    lines = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
-    return {line["type"]: line["uri"] for line in lines}
+    return [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+
+
+def _evaluated(cfg: DictConfig) -> tuple[str, ...]:
+    return EVALUATED.get(str(cfg.model.get("backend", "torch")), TRAINING_STEPS)
 
 
 def _evaluate_all(produced: dict[str, dict[str, str]], shared: list[str], params: PipelineParams, out: Path,
-                  number: int) -> list[dict[str, Any]]:  # fmt: skip
+                  number: int, evaluated: tuple[str, ...]) -> list[dict[str, Any]]:  # fmt: skip
     """Evaluate the model of every training step on the held-out problems; one row per model."""
     roles = _wiring(EVAL_INPUTS, produced)
     rows = []
-    for step in (s for s in TRAINING_STEPS if "ModelArtifact" in produced.get(s, {})):
+    for step in (s for s in evaluated if "ModelArtifact" in produced.get(s, {})):
         model = produced[step]["ModelArtifact"]
         evaluated = _run_step("eval", [*shared, f"++run.model={model}", *roles, *params.stage_overrides("eval")],
                               out / f"{number:02d}_eval_{step}")  # fmt: skip
         rows.append({"stage": step, "model": model, **_model_steps(model), "eval": evaluated["EvalResultsArtifact"],
                      **_metrics(evaluated["EvalResultsArtifact"])})  # fmt: skip
     return rows
+
+
+# -- launcher.wait=false on Slurm: one chain of jobs ------------------------------------------------------------
+
+
+def _submit_chain(cfg: DictConfig, params: PipelineParams, out: Path) -> None:
+    """Submit every step as a Slurm job that starts when the jobs it reads from succeeded; print the job ids."""
+    alias = run_alias()
+    shared = [*_shared_overrides(), *_launcher_overrides(), f"++artifacts.alias={alias}"]
+    suffix = str(cfg.get("scale", {}).get("suffix") or "")
+    produced: dict[str, dict[str, str]] = {}  # step -> {artifact type: art://NAME:pipe-...} (committed later)
+    jobs: dict[str, str] = {}
+    rows: list[dict[str, str]] = []
+    for number, step in enumerate(params.steps, start=1):
+        if step == "eval":
+            for trained in (s for s in _evaluated(cfg) if s in jobs):
+                model = produced[trained]["ModelArtifact"]
+                wiring = [f"++run.model={model}", *_wiring(EVAL_INPUTS, produced)]
+                after = [jobs[trained], *_upstream_jobs(EVAL_INPUTS, produced, jobs)]
+                job = _submit(f"eval_{trained}", "eval", [*shared, *wiring, *params.stage_overrides("eval")], after,
+                              out / f"{number:02d}_eval_{trained}")  # fmt: skip
+                jobs[f"eval_{trained}"] = job
+                rows.append({"step": f"eval ({trained})", "job": job, "commits": f"eval-{_name(model)}:{alias}"})
+            continue
+        inputs = INPUTS.get(step, {})
+        wiring = _wiring(inputs, produced)
+        extra = EXTRA.get(step, []) if wiring else []
+        job = _submit(step, step, [*shared, *wiring, *extra, *params.stage_overrides(step)],
+                      _upstream_jobs(inputs, produced, jobs), out / f"{number:02d}_{step}")  # fmt: skip
+        jobs[step] = job
+        produced[step] = {kind: f"art://{name}:{alias}" for kind, name in _output_names(step, params, produced,
+                                                                                        suffix).items()}  # fmt: skip
+        commits = ", ".join(f"{_name(ref)}:{alias}" for ref in produced[step].values())
+        rows.append({"step": step, "job": job, "commits": commits})
+    results = {"alias": alias, "jobs": jobs, "artifacts": produced}
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    _print_chain(rows, alias, jobs, out)
+
+
+def run_alias() -> str:
+    """The alias every step of one chained pipeline run sets on what it commits: unique per run."""
+    return f"pipe-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def _submit(label: str, step: str, overrides: list[str], after: list[str], job_dir: Path) -> str:
+    """Submit one step (launcher.wait=false) to start after the jobs `after` succeeded; its Slurm job id."""
+    dependency = []
+    if after:
+        dependency = [f"++launcher.additional_parameters.dependency=afterok:{':'.join(after)}",
+                      "++launcher.additional_parameters.kill_on_invalid_dep=yes"]  # fmt: skip
+    lines = _step(step, [*overrides, *dependency], job_dir, "submit",
+                  "scancel on the jobs already submitted (above), then stage=pipeline again")  # fmt: skip
+    ids = [str(line["submitted"]) for line in lines if line.get("submitted")]
+    if len(ids) != 1:
+        raise NemotronError(f"The pipeline step {label!r} printed {len(ids)} Slurm job ids, not one: {lines}.")
+    return ids[0]
+
+
+def _upstream_jobs(inputs: dict[str, tuple[tuple[str, ...], str]], produced: dict[str, dict[str, str]],
+                   jobs: dict[str, str]) -> list[str]:  # fmt: skip
+    """The job ids of the steps whose outputs `inputs` read."""
+    steps = [found[0] for steps, kind in inputs.values() if (found := _producer(steps, kind, produced))]
+    return list(dict.fromkeys(jobs[step] for step in steps if step in jobs))
+
+
+def _output_names(step: str, params: PipelineParams, produced: dict[str, dict[str, str]],
+                  suffix: str) -> dict[str, str]:  # fmt: skip
+    """The names a step will commit (its stage.name overrides included), with the scale suffix."""
+    names = {}
+    for kind, (key, default) in OUTPUTS[step].items():
+        base = params.overrides.get(step, {}).get(key, default)
+        if base is None:  # convert: the input's name plus -hf
+            source = _name(_producer(INPUTS[step]["model"][0], "ModelArtifact", produced)[1])
+            base = f"{source.removesuffix(suffix) if suffix else source}-hf"
+        names[kind] = str(base) if not suffix or str(base).endswith(suffix) else f"{base}{suffix}"
+    return names
+
+
+def _name(reference: str) -> str:
+    return reference.removeprefix("art://").split(":")[0]
+
+
+def _print_chain(rows: list[dict[str, str]], alias: str, jobs: dict[str, str], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"pipeline submitted as a Slurm chain (not waiting); run alias {alias}", title_justify="left")
+    for column in ("step", "Slurm job", "commits"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row["step"], row["job"], row["commits"])
+    table.caption = (
+        f"Each step starts when the jobs it reads from succeeded; one that fails or is cancelled cancels the rest. "
+        f"Follow: squeue -j {','.join(jobs.values())}; sacct -j {','.join(jobs.values())}. Job ids: {out}/results.json"
+    )
+    Console(stderr=True).print(table)
+
+
+# -- the results table ---------------------------------------------------------------------------------------
 
 
 def _model_steps(model_uri: str) -> dict[str, int | None]:

@@ -134,6 +134,7 @@ class ArtifactCallback(Callback):
                 hydra_job_name=config.hydra.job.name,
                 command=self._command,
             )
+            alias = OmegaConf.select(config, "artifacts.alias", default=None)  # stage=pipeline's run alias
             for name, artifact in outputs:
                 if artifact.producer is None:
                     artifact.producer = run.slurm_job_id or output_dir.name
@@ -141,6 +142,8 @@ class ArtifactCallback(Callback):
                 if manifest is None and name:
                     artifact.name = name
                 committed.append((artifact, manifest))
+                if manifest is not None and alias:
+                    tracking.store.set_alias(manifest.ref, str(alias), note="the pipeline run's step committed it")
                 _redact_returned(artifact)  # what the job returns is pickled (submitit) and printed as is
         except (NemotronError, OSError) as exc:  # OSError: a full disk, a permission, outside the store's own
             message = _commit_failure(exc, committed, outputs)

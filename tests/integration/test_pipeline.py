@@ -72,8 +72,8 @@ def test_pipeline_trains_evaluates_and_records_lineage(tmp_path: Path) -> None:
     lineage = ok(nemotron_art("lineage", results["artifacts"]["rl"]["ModelArtifact"], "--format", "json", cwd=tmp_path,
                               env=clean_env(NEMOTRON_ARTIFACTS_ROOT=root)))  # fmt: skip
     names = set(refs(json.loads(lineage.stdout)))
-    expected = {"rl-model-tiny", "sft-model-tiny", "pretrain-model-tiny", "sft-data-tiny", "rl-data-tiny",
-                "pretrain-data-tiny", "tokenizer-tiny"}  # fmt: skip
+    expected = {"rl-model-tiny", "sft-model-hf-tiny", "sft-model-tiny", "pretrain-model-tiny", "sft-data-tiny",
+                "rl-data-tiny", "pretrain-data-tiny", "tokenizer-tiny"}  # fmt: skip
     assert expected <= names
 
 
@@ -88,6 +88,8 @@ def test_two_pipelines_at_once_each_chain_their_own_versions(tmp_path: Path) -> 
         pretrain, sft, rl = (chain[step]["ModelArtifact"] for step in ("pretrain", "sft", "rl"))
         assert plain(chain["pretrain_data"]["PretrainBlendsArtifact"]) in used(root, pretrain)
         assert {plain(pretrain), plain(chain["sft_data"]["SFTDataArtifact"])} <= used(root, sft)
-        assert {plain(sft), plain(chain["rl_data"]["SplitJsonlDataArtifact"])} <= used(root, rl)
+        converted = chain["convert"]["ModelArtifact"]  # the SFT model handed on as a Hugging Face model
+        assert plain(sft) in used(root, converted)
+        assert {plain(converted), plain(chain["rl_data"]["SplitJsonlDataArtifact"])} <= used(root, rl)
         # the SFT data was tokenized with this pipeline's own pretraining tokenizer
         assert plain(chain["pretrain_data"]["TokenizerArtifact"]) in used(root, chain["sft_data"]["SFTDataArtifact"])
