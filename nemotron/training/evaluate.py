@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from nemotron.errors import NemotronError
 from nemotron.training.generation import chat_prompt, exact_match, generate
+
+MAX_LOSS = 700.0  # math.exp overflows a float beyond about 709.78
 
 
 def answer_accuracy(model: Any, tokenizer: Any, problems: list[dict[str, str]], *, max_new_tokens: int,
@@ -34,4 +37,10 @@ def perplexity(model: Any, windows: Any, *, batches: int, batch_size: int, devic
     with torch.no_grad():
         losses = [lm_loss(model, windows.batch(i, batch_size), device)[0].item() for i in range(batches)]
     loss = sum(losses) / len(losses)
+    if not math.isfinite(loss) or loss > MAX_LOSS:
+        raise NemotronError(
+            f"The model's mean validation loss is {loss} over {batches} batch(es): its perplexity is not a finite "
+            "number, so no evaluation is committed. The model diverged in training (a non-finite or huge loss); "
+            "evaluate an earlier version of it, or train it again with a lower stage.lr."
+        )
     return loss, math.exp(loss)

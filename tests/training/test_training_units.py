@@ -301,3 +301,14 @@ def test_weights_made_non_finite_by_the_last_step_are_refused(tmp_path: Path) ->
         trainer._finish(0, 1.0)
     with pytest.raises(ValueError):
         LoopParams(name="t", steps=1, lr=math.inf, max_skipped_steps=0)
+
+
+def test_perplexity_of_a_diverged_model_is_an_error_not_a_metric(tmp_path: Path) -> None:
+    from nemotron.training.evaluate import perplexity
+
+    model = tiny_llama()
+    with torch.no_grad():
+        next(model.parameters()).fill_(math.nan)
+    windows = TokenWindows(_shards(tmp_path, [list(range(1, 60))] * 4), "blend.json", "train", 16, seed=1)
+    with pytest.raises(NemotronError, match="perplexity is not a finite number"):
+        perplexity(model, windows, batches=1, batch_size=2, device="cpu")
