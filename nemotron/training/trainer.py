@@ -156,8 +156,6 @@ class Trainer:
 
     def _all_finite(self, loss: float, norm: float) -> bool:
         """Whether the loss and the norm are finite on every rank (all ranks skip the same steps)."""
-        import math
-
         finite = math.isfinite(loss) and math.isfinite(norm)
         if not self.env.is_distributed:
             return finite
