@@ -364,6 +364,12 @@ class ManifestStore:
                     f"`nemotron-art alias {ref.name}:vN {ref.alias}` (`nemotron-art ls {ref.name}` lists them)."
                 )
             latest = self.latest_version(ref.name)
+            if version in self.deleted_versions(ref.name):
+                raise ArtifactNotFoundError(
+                    f"{ref.name}:v{version} does not exist in {self.url}: it was deleted by `nemotron-art gc` "
+                    f"(see {ref.name}/deletions/). The latest version is v{latest}; `nemotron-art ls {ref.name}` "
+                    "lists the versions that remain."
+                )
             raise ArtifactNotFoundError(
                 f"{ref.name}:v{version} does not exist in {self.url}; the latest version is "
                 f"v{latest}. Use {ref.name}:latest or one of v1..v{latest}."
