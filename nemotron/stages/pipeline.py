@@ -53,6 +53,8 @@ EVAL_INPUTS = {
     "text": (("pretrain_data",), "PretrainBlendsArtifact"),
 }
 TRAINING_STEPS = ("pretrain", "sft", "rl")
+# Steps that run in one process: on a cluster profile of several nodes they take one node (the rest would idle).
+ONE_NODE = ("pretrain_data", "sft_data", "rl_data", "convert", "eval")
 # The eval stage reads Hugging Face models: with Megatron-Bridge / NeMo-RL (Megatron and NeMo-RL checkpoints) that
 # is the converted SFT model.
 EVALUATED = {"torch": TRAINING_STEPS, "megatron": ("convert",)}
@@ -116,8 +118,9 @@ def run(cfg: DictConfig) -> None:
             continue
         wiring = _wiring(INPUTS.get(step, {}), produced)
         extra = EXTRA.get(step, []) if wiring else []
-        produced[step] = _run_step(step, [*shared, *wiring, *extra, *params.stage_overrides(step)],
-                                   out / f"{number:02d}_{step}")  # fmt: skip
+        overrides = [*shared, *(_one_node(step, cfg) if _on_slurm() else []), *wiring, *extra,
+                     *params.stage_overrides(step)]  # fmt: skip
+        produced[step] = _run_step(step, overrides, out / f"{number:02d}_{step}")
     (out / "results.json").write_text(json.dumps({"artifacts": produced, "eval": results}, indent=2) + "\n")
     _print_results(results)
 
@@ -220,6 +223,7 @@ def _evaluate_all(produced: dict[str, dict[str, str]], shared: list[str], params
 def _submit_chain(cfg: DictConfig, params: PipelineParams, out: Path) -> None:
     """Submit every step as a Slurm job that starts when the jobs it reads from succeeded; print the job ids."""
     alias = run_alias()
+    dry_run = bool(cfg.launcher.get("dry_run", False))
     shared = [*_shared_overrides(), *_launcher_overrides(), f"++artifacts.alias={alias}"]
     suffix = str(cfg.get("scale", {}).get("suffix") or "")
     produced: dict[str, dict[str, str]] = {}  # step -> {artifact type: art://NAME:pipe-...} (committed later)
@@ -231,16 +235,17 @@ def _submit_chain(cfg: DictConfig, params: PipelineParams, out: Path) -> None:
                 model = produced[trained]["ModelArtifact"]
                 wiring = [f"++run.model={model}", *_wiring(EVAL_INPUTS, produced)]
                 after = [jobs[trained], *_upstream_jobs(EVAL_INPUTS, produced, jobs)]
-                job = _submit(f"eval_{trained}", "eval", [*shared, *wiring, *params.stage_overrides("eval")], after,
-                              out / f"{number:02d}_eval_{trained}")  # fmt: skip
+                job = _submit(f"eval_{trained}", "eval", [*shared, *_one_node("eval", cfg), *wiring,
+                                                          *params.stage_overrides("eval")],
+                              after, out / f"{number:02d}_eval_{trained}", dry_run)  # fmt: skip
                 jobs[f"eval_{trained}"] = job
                 rows.append({"step": f"eval ({trained})", "job": job, "commits": f"eval-{_name(model)}:{alias}"})
             continue
         inputs = INPUTS.get(step, {})
         wiring = _wiring(inputs, produced)
         extra = EXTRA.get(step, []) if wiring else []
-        job = _submit(step, step, [*shared, *wiring, *extra, *params.stage_overrides(step)],
-                      _upstream_jobs(inputs, produced, jobs), out / f"{number:02d}_{step}")  # fmt: skip
+        job = _submit(step, step, [*shared, *_one_node(step, cfg), *wiring, *extra, *params.stage_overrides(step)],
+                      _upstream_jobs(inputs, produced, jobs), out / f"{number:02d}_{step}", dry_run)  # fmt: skip
         jobs[step] = job
         produced[step] = {kind: f"art://{name}:{alias}" for kind, name in _output_names(step, params, produced,
                                                                                         suffix).items()}  # fmt: skip
@@ -251,19 +256,27 @@ def _submit_chain(cfg: DictConfig, params: PipelineParams, out: Path) -> None:
     _print_chain(rows, alias, jobs, out)
 
 
+def _one_node(step: str, cfg: DictConfig) -> list[str]:
+    nodes = cfg.get("launcher", {}).get("nodes")
+    return ["launcher.nodes=1"] if step in ONE_NODE and isinstance(nodes, int) and nodes > 1 else []
+
+
 def run_alias() -> str:
     """The alias every step of one chained pipeline run sets on what it commits: unique per run."""
     return f"pipe-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-def _submit(label: str, step: str, overrides: list[str], after: list[str], job_dir: Path) -> str:
-    """Submit one step (launcher.wait=false) to start after the jobs `after` succeeded; its Slurm job id."""
+def _submit(label: str, step: str, overrides: list[str], after: list[str], job_dir: Path, dry_run: bool) -> str:
+    """Submit one step (launcher.wait=false) to start after the jobs `after` succeeded; its Slurm job id.
+    launcher.dry_run=true: each step's sbatch script is printed, with a stand-in id for the jobs it waits for."""
     dependency = []
     if after:
         dependency = [f"++launcher.additional_parameters.dependency=afterok:{':'.join(after)}",
                       "++launcher.additional_parameters.kill_on_invalid_dep=yes"]  # fmt: skip
     lines = _step(step, [*overrides, *dependency], job_dir, "submit",
                   "scancel on the jobs already submitted (above), then stage=pipeline again")  # fmt: skip
+    if dry_run:
+        return f"DRYRUN_{label}"
     ids = [str(line["submitted"]) for line in lines if line.get("submitted")]
     if len(ids) != 1:
         raise NemotronError(f"The pipeline step {label!r} printed {len(ids)} Slurm job ids, not one: {lines}.")
