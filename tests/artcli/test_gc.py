@@ -188,3 +188,32 @@ def test_gc_data_deletes_only_the_copy_the_store_claimed_checked_when_deleting(t
         assert index_file.is_file() and (tmp_path / "site" / "keep.txt").is_file()
     else:  # a symlink on the way: reported, nothing deleted
         assert applied["delete_data"] == {} and "symlink" in applied["data_kept"]["raw:v1"], applied
+
+
+def test_a_hint_past_the_last_version_breaks_neither_listing_nor_numbering(store):
+    """`latest` reading v999 (edited by hand): `ls` works, with the option before or after the command, and the
+    next commit is v5, not v1000."""
+    from nemotron import Artifact
+
+    root, cwd = store["root"], store["cwd"]
+    (root / "raw" / "latest").write_text("v999")
+    for args in (("--root", root, "ls", "--json"), ("ls", "--root", root, "--json")):
+        result = nemotron_art(*args, cwd=cwd, env=clean_env())
+        assert result.returncode == 0, result.stderr
+        assert {row["name"]: row["latest"] for row in json.loads(result.stdout)}["raw"] == "v4"
+    assert json.loads(_art(root, cwd, "show", "raw", "--json").stdout)["version"] == 4
+    assert commit(root, Artifact(path=str(store["data"])), "raw", stage="register") == "raw:v5"
+    assert (root / "raw" / "latest").read_text() == "v5"
+
+
+def test_numbers_deleted_by_gc_are_never_reused(store):
+    """gc deletes model:v1 and v3; with `latest` lowered to v1 the next commit still takes v5."""
+    from nemotron import Artifact
+
+    root, cwd = store["root"], store["cwd"]
+    applied = json.loads(_art(root, cwd, "gc", "--keep-last", "1", "--apply", "--json").stdout)
+    assert {"model:v1", "model:v3"} <= set(applied["delete"])
+    (root / "model" / "latest").write_text("v1")
+    assert commit(root, Artifact(path=str(store["data"])), "model") == "model:v5"
+    result = nemotron_art("--root", root, "show", "model:v3", cwd=cwd, env=clean_env())
+    assert result.returncode == 2 and "was deleted by `nemotron-art gc`" in result.stderr, result.stderr
