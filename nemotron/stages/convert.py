@@ -64,6 +64,7 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
     from nemotron.stages._training import load_input
 
     params = stage_params(cfg, ConvertParams)
+    params.hf_model = params.hf_model or cfg.model.get("hf_config") or cfg.model.get("hf_model")
     source = load_input(cfg, params.model_uri, ModelArtifact)
     backend = str(cfg.model.get("backend", "torch"))
     target = params.to or default_target(backend, source.format)
@@ -140,7 +141,8 @@ def plan_conversion(backend: str, source: ModelArtifact, target: Format, hf_mode
         raise NemotronError(
             f"Converting the Megatron checkpoint {label} to Hugging Face needs the Hugging Face model whose config "
             "describes its architecture (AutoBridge.from_auto_config reads it; no weights are downloaded): set "
-            "model.hf_model or stage.hf_model, e.g. stage.hf_model=nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16."
+            "model.hf_config (a local copy), model.hf_model or stage.hf_model, e.g. "
+            "stage.hf_model=nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16."
         )
     return "export" if target == "hf" else "import"
 

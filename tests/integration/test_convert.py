@@ -53,7 +53,8 @@ def test_tiny_model_is_copied_through_as_a_new_hf_version_with_lineage(project):
         (("stage.to=megatron",), "model.backend=torch has no Megatron format"),
         (("run.model=sft-model:latest",), "model.backend=torch has no Megatron format"),
         (("model=nano3", "run.model=sft-model-tiny:latest", "stage.to=hf"), "already in the hf format"),
-        (("model=nano3", "run.model=sft-model:latest", "model.hf_model=null"), "needs the Hugging Face model"),
+        (("model=nano3", "run.model=sft-model:latest", "model.hf_model=null", "model.hf_config=null"),
+         "needs the Hugging Face model"),
         (("model=nano3", "run.model=sft-model:latest"), "Megatron-Bridge is not installed"),
     ],
 )
