@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict
 
 from nemotron.cluster.checks import ClusterError, check_no_secret_values, check_settings
+from nemotron.errors import NemotronError
 
 # Environment variables a job needs that carry credentials: they reach the job through the environment of the
 # shell that runs sbatch (Slurm exports it), never through the script. Named in the script, never valued.
@@ -39,9 +40,9 @@ class BackendStageParams(BaseModel):
     min_lr: float | None = None
     warmup_steps: int | None = None
     weight_decay: float | None = None
-    grad_clip: float = 1.0
-    eval_every: int = 100
-    checkpoint_every: int = 100
+    grad_clip: float | None = None
+    eval_every: int | None = None
+    checkpoint_every: int | None = None
     seed: int = 1234
     output_dir: str | None = None
     dry_run: bool = False
@@ -209,3 +210,72 @@ def run_dir(explicit: str | None) -> Path:
 def given(values: dict[str, Any]) -> dict[str, Any]:
     """The values that are set: a None hyperparameter is left to the recipe (or NeMo-RL's base config)."""
     return {key: value for key, value in values.items() if value is not None}
+
+
+# -- the library a job needs, checked at job start ------------------------------------------------------------
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """`0.6.2rc1+abc` -> (0, 6, 2): the leading numeric release segments."""
+    import re
+
+    match = re.match(r"\d+(\.\d+)*", text.strip())
+    return tuple(int(part) for part in match.group(0).split(".")) if match else ()
+
+
+def installed_version(distribution: str, module: str, package_info: Path | None = None) -> str | None:
+    """The version of `distribution` in this interpreter (importlib.metadata), else of the module's source
+    checkout (`package_info.py` with MAJOR/MINOR/PATCH, read without importing it); None if neither exists."""
+    import importlib.metadata
+    import importlib.util
+
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    if package_info is None:
+        try:
+            spec = importlib.util.find_spec(module)
+        except ModuleNotFoundError:  # the parent package is missing too
+            spec = None
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        package_info = Path(list(spec.submodule_search_locations)[0]) / "package_info.py"
+    return _package_info_version(package_info)
+
+
+def _package_info_version(path: Path) -> str | None:
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    values: dict[str, Any] = {}
+    for node in tree.body:
+        simple = isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+        if simple and isinstance(node.value, ast.Constant):
+            values[node.targets[0].id] = node.value.value
+    if "MAJOR" not in values or "MINOR" not in values:
+        return None
+    return f"{values['MAJOR']}.{values['MINOR']}.{values.get('PATCH', 0)}"
+
+
+def require_library(
+    what: str,
+    found: str | None,
+    minimum: tuple[int, ...],
+    below: tuple[int, ...] | None,
+    image: str,
+    fix: str,
+) -> None:
+    """One paragraph naming the image to run in when the job's environment lacks the library version it needs."""
+    wanted = ".".join(map(str, minimum)) + (f" and below {'.'.join(map(str, below))}" if below else " or newer")
+    version = version_tuple(found) if found else ()
+    if found and version >= minimum and (below is None or version < below):
+        return
+    have = f"This job's environment has {what} {found}" if found else f"{what} is not installed in this environment"
+    raise NemotronError(
+        f"{have}, and nemotron's {what} backend needs {what} {wanted}. Run it in {image} ({fix}), or add "
+        "stage.dry_run=true to see the configuration and the Slurm submission without it."
+    )

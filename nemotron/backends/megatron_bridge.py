@@ -25,12 +25,14 @@ for SFT, the base model).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,19 +50,26 @@ MASTER_PORT = 29500
 CONFIG_FILE = "megatron_bridge.yaml"
 SCRIPT_FILE = "megatron_bridge.sbatch"
 SPLITS = ("train", "valid", "test")
+# The NeMo Framework image whose Megatron-Bridge is >= 0.6 (GPTSFTDatasetConfig and megatron.bridge.data.packing
+# first appear in 0.6.0; Megatron-Bridge 0.6.0's release notes are "NeMo Framework 26.08"; 26.06 ships 0.5.0,
+# docs/releases/software-versions.md). model.containers.megatron_bridge names it per model.
+IMAGE = "nvcr.io/nvidia/nemo:26.08"
+MIN_VERSION = (0, 6)
 NOT_INSTALLED = (
-    "Megatron-Bridge is not installed in this environment; run inside the NeMo container (e.g. "
-    "nvcr.io/nvidia/nemo:25.11, set as launcher.container_image) or `pip install megatron-bridge` on a GPU machine. "
-    "To see the configuration and the Slurm submission without it, add stage.dry_run=true."
+    f"Megatron-Bridge is not installed in this environment; run inside the NeMo container (e.g. {IMAGE}, "
+    "model.containers.megatron_bridge, used as launcher.container_image by launcher=gpu_2x8) or `pip install "
+    "megatron-bridge` on a GPU machine. To see the configuration and the Slurm submission without it, add "
+    "stage.dry_run=true."
 )
+HF_CACHE_DIR = "hf_hub"  # in the run dir: the recipe's Hugging Face repo served from model.hf_config, offline
 
 
 class MegatronStageParams(_cluster.BackendStageParams):
     """The `stage:` keys of conf/stage/{pretrain,sft}.yaml this backend reads."""
 
     model_uri: str | None = None
-    eval_batches: int = 8
-    log_every: int = 10
+    eval_batches: int | None = None
+    log_every: int | None = None
 
 
 class Parallelism(BaseModel):
@@ -90,7 +99,7 @@ def run(cfg: DictConfig, mode: Mode) -> ModelArtifact | None:
 
     params = stage_params(cfg, MegatronStageParams)
     if not params.dry_run:
-        require_megatron_bridge()
+        require_megatron_bridge(str(cfg.model.get("containers", {}).get("megatron_bridge") or IMAGE))
     cluster = _cluster.cluster_from_config(cfg, "Megatron-Bridge") if params.dry_run else _job_cluster(cfg)
     out = _output_dir(params)
     if mode == "pretrain":
@@ -104,13 +113,15 @@ def run(cfg: DictConfig, mode: Mode) -> ModelArtifact | None:
     config = build_config(cfg, mode, params, cluster, data, out, base=base)
     recipe = recipe_name(cfg, mode)
     config_path, script_path = out / CONFIG_FILE, out / SCRIPT_FILE
+    hf = hf_source(cfg, mode)
     if params.dry_run:
-        script = submission_script(cluster, recipe, mode, config_path, out, inputs=_input_paths(data, base))
+        inputs = [*_input_paths(data, base), *([hf.config_dir] if hf else [])]
+        script = submission_script(cluster, recipe, mode, config_path, out, inputs=inputs, hf=hf)
         _cluster.write_and_show(f"Megatron-Bridge {mode} config ({recipe})", config, config_path, script, script_path)
         return None
     _cluster.check_no_secret_values(config, "the Megatron-Bridge configuration")
     config_path.write_text(_cluster.dump_yaml(config))
-    return _run_on_node(cluster, recipe, mode, config_path, config, data, base, artifact_name(cfg, params))
+    return _run_on_node(cluster, recipe, mode, config_path, config, data, base, artifact_name(cfg, params), hf)
 
 
 def recipe_name(cfg: DictConfig, mode: Mode) -> str:
@@ -143,7 +154,7 @@ def build_config(
     if mode == "sft":
         assert isinstance(data, SFTDataArtifact)
         seq_length = data.pack_size
-        dataset = sft_dataset(data, parallel, seq_length, params.seed, str(model.get("hf_model") or ""))
+        dataset = sft_dataset(data, parallel, seq_length, params.seed, str(model.get("hf_model") or ""), out)
         if micro_batch != 1:
             raise NemotronError(
                 f"model.batch.sft.micro_batch_size={micro_batch}: packed sequences need a micro batch of 1 (one "
@@ -154,6 +165,7 @@ def build_config(
         seq_length = int(model.max_seq_len)
         dataset = pretrain_dataset(data, seq_length, out)
     check_batch(global_batch, micro_batch, parallel, cluster)
+    check_sequence_length(seq_length, parallel, "the data's pack_size" if mode == "sft" else "model.max_seq_len")
     config: dict[str, Any] = {
         "model": {**parallel.model_dump(), "seq_length": seq_length},
         "train": _cluster.given({
@@ -161,7 +173,7 @@ def build_config(
             "global_batch_size": global_batch,
             "micro_batch_size": micro_batch,
         }),
-        "validation": {"eval_interval": params.eval_every, "eval_iters": params.eval_batches},
+        "validation": _cluster.given({"eval_interval": params.eval_every, "eval_iters": params.eval_batches}),
         "optimizer": _cluster.given({
             "optimizer": "adam",
             "lr": params.lr,
@@ -214,12 +226,29 @@ def check_parallelism(parallel: Parallelism, cluster: _cluster.Cluster) -> None:
 
 
 def check_batch(global_batch: int, micro_batch: int, parallel: Parallelism, cluster: _cluster.Cluster) -> None:
+    """Megatron's num-microbatches calculator asserts global batch % (micro batch x data parallel) == 0
+    (megatron-core 0.19.2 num_microbatches_calculator.py:381, ConstantNumMicroBatchesCalculator)."""
     data_parallel = cluster.world_size // parallel.model_parallel
     if global_batch % (micro_batch * data_parallel):
         raise NemotronError(
             f"global_batch_size={global_batch} is not a multiple of micro_batch_size x data-parallel size = "
             f"{micro_batch} x {data_parallel} ({cluster.world_size} GPUs / {parallel.model_parallel} per replica): "
             "Megatron would refuse it. Change model.batch.*.global_batch_size."
+        )
+
+
+def check_sequence_length(seq_length: int, parallel: Parallelism, what: str) -> None:
+    """Sequences split across context-parallel ranks (2 chunks each) and, with sequence parallelism, across
+    tensor-parallel ranks: Megatron-Bridge asserts seq_length % (2*CP) == 0 (training/config.py:1436 at 0.6.2)
+    and pads collated batches to lcm(2*CP, CP*TP with SP) (training/config.py:1216-1231)."""
+    multiple = pad_seq_to_mult(parallel)
+    if seq_length % multiple:
+        raise NemotronError(
+            f"The sequence length {seq_length} ({what}) is not a multiple of {multiple}, which tensor parallelism "
+            f"{parallel.tensor_model_parallel_size} with sequence_parallel={parallel.sequence_parallel} and context "
+            f"parallelism {parallel.context_parallel_size} need (every rank gets an equal slice): Megatron-Bridge "
+            f"would refuse it at start. Use a length divisible by {multiple} (for SFT, prepare the data with a "
+            "pack_size that is) or change model.parallelism."
         )
 
 
@@ -271,9 +300,18 @@ def _is_number(text: str) -> bool:
 
 
 def sft_dataset(
-    data: SFTDataArtifact, parallel: Parallelism, seq_length: int, seed: int, tokenizer_name: str
+    data: SFTDataArtifact, parallel: Parallelism, seq_length: int, seed: int, tokenizer_name: str, out: Path
 ) -> dict[str, Any]:
-    """`GPTSFTDatasetConfig` with offline packing over the artifact's packed Parquet splits."""
+    """`GPTSFTDatasetConfig` values with offline packing over the artifact's packed Parquet splits, merged at
+    job start into the recipe's own dataset config (which keeps its other settings).
+
+    - `dataset_kwargs.pad_to_max_length`: the recipes' packed-SFT setting (recipes/utils/dataset_utils.py:131 at
+      0.6.2): every batch is pack_size wide, as Megatron-Bridge needs with expert or pipeline parallelism
+      (training/config.py:1206-1211).
+    - `packed_metadata_path` in this run's directory: without it Megatron-Bridge derives a `packed/` directory
+      inside `dataset_root` and creates it (data/builders/gpt_sft.py:802-825), i.e. inside the committed,
+      immutable SFT artifact, which is read-only on many clusters.
+    """
     splits = Path(data.path) / "splits"
     return {
         "seq_length": seq_length,
@@ -285,8 +323,10 @@ def sft_dataset(
             "tokenizer_model_name": tokenizer_name.replace("/", "--") or None,
             "packed_train_data_path": f"{splits / 'train'}/",
             "packed_val_data_path": f"{splits / 'valid'}/",
+            "packed_metadata_path": str(out / "packed" / f"{data.pack_size}_metadata.jsonl"),
             "pad_seq_to_mult": pad_seq_to_mult(parallel),
         },
+        "dataset_kwargs": {"pad_to_max_length": True},
         "do_validation": (splits / "valid").is_dir() and any((splits / "valid").iterdir()),
         "do_test": False,
     }
@@ -301,7 +341,7 @@ def pad_seq_to_mult(parallel: Parallelism) -> int:
 def checkpoint(params: MegatronStageParams, out: Path, base: ModelArtifact | None) -> dict[str, Any]:
     """Save into this run's directory; `load` the same directory so a requeued job resumes from it."""
     save = str(out / "checkpoints")
-    values: dict[str, Any] = {"save": save, "load": save, "save_interval": params.checkpoint_every}
+    values: dict[str, Any] = _cluster.given({"save": save, "load": save, "save_interval": params.checkpoint_every})
     if base is not None:
         values["pretrained_checkpoint"] = str(base.path)
     return values
@@ -309,7 +349,7 @@ def checkpoint(params: MegatronStageParams, out: Path, base: ModelArtifact | Non
 
 def logger(cfg: DictConfig, params: MegatronStageParams, out: Path) -> dict[str, Any]:
     """Logging and W&B settings. The W&B key is never here: wandb reads WANDB_API_KEY from the job's environment."""
-    values: dict[str, Any] = {"log_interval": params.log_every, "tensorboard_dir": str(out / "tensorboard")}
+    values = _cluster.given({"log_interval": params.log_every, "tensorboard_dir": str(out / "tensorboard")})
     wandb = cfg.get("wandb") or {}
     if wandb.get("project"):
         values |= {
@@ -323,7 +363,10 @@ def logger(cfg: DictConfig, params: MegatronStageParams, out: Path) -> dict[str,
 
 
 def tokenizer(model: DictConfig, data: PretrainBlendsArtifact | SFTDataArtifact) -> dict[str, Any]:
-    """The model's Hugging Face tokenizer; the data must have been tokenized with it (a hub id or a directory)."""
+    """The model's Hugging Face tokenizer; the data must have been tokenized with it (a hub id or a directory).
+    `model.hf_config` (a local copy of the model's config and tokenizer files) wins: nothing is downloaded."""
+    if model.get("hf_config"):
+        return {"tokenizer_type": "HuggingFaceTokenizer", "tokenizer_model": str(Path(model.hf_config).absolute())}
     name = model.get("hf_model") or data.tokenizer_uri
     if not name:
         raise NemotronError(f"Neither model.hf_model nor {data.uri or data.path} names a tokenizer.")
@@ -339,20 +382,96 @@ def tokenizer(model: DictConfig, data: PretrainBlendsArtifact | SFTDataArtifact)
     return {"tokenizer_type": "HuggingFaceTokenizer", "tokenizer_model": str(name)}
 
 
+# -- the Hugging Face repo a recipe reads when it loads ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HfSource:
+    """The recipe function reads `repo`'s config.json from the Hub as it builds the model provider
+    (`AutoBridge.from_hf_pretrained(repo)`): served instead from `config_dir` through an offline Hub cache."""
+
+    repo: str
+    config_dir: str
+
+
+def hf_source(cfg: DictConfig, mode: Mode) -> HfSource | None:
+    """`model.recipe.hf_repo` and `model.hf_config`; a gated repo without a local config is refused here.
+
+    The llama32_1b recipes call `AutoBridge.from_hf_pretrained("meta-llama/Llama-3.2-1B")` (recipes/llama/h100/
+    llama3.py:52 and :1334 at 0.6.2): a gated repo, so a job without a token that has access (or without the
+    network) fails at start. The nano3 SFT recipe reads nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16 the same way
+    (recipes/nemotronh/h100/nemotron_3_nano.py:45), a public repo: with model.hf_config set nothing is downloaded.
+    """
+    recipe = cfg.model.get("recipe") or {}
+    repo, local = recipe.get("hf_repo"), cfg.model.get("hf_config")
+    if not repo:
+        return None
+    if not local:
+        if recipe.get("hf_repo_gated"):
+            raise NemotronError(
+                f"model={cfg.model.get('name')}: its Megatron-Bridge {mode} recipe ({recipe_name(cfg, mode)}) reads "
+                f"the config of {repo} from the Hugging Face Hub when it loads, a gated repository that a job "
+                "without an authorised token (or without the network) cannot read. Download the config and "
+                f"tokenizer once where you have access (huggingface-cli download {repo} --exclude '*.safetensors' "
+                "'*.pth' --local-dir /lustre/models/<name>) and set model.hf_config to that directory: the job then "
+                "reads them from there and downloads nothing."
+            )
+        return None
+    config_dir = Path(str(local)).expanduser().absolute()
+    if not (config_dir / "config.json").is_file():
+        raise NemotronError(
+            f"model.hf_config={local} has no config.json: it must be a local copy of {repo}'s Hugging Face files "
+            f"without the weights (config.json and the tokenizer files), e.g. from huggingface-cli download {repo} "
+            "--exclude '*.safetensors' '*.pth' --local-dir DIR."
+        )
+    return HfSource(repo=str(repo), config_dir=str(config_dir))
+
+
+def serve_hf_repo_offline(repo: str, config_dir: Path, cache: Path) -> dict[str, str]:
+    """Lay out `config_dir`'s files as `repo`'s snapshot in a Hugging Face Hub cache (huggingface_hub's documented
+    layout: models--ORG--NAME/refs/main -> snapshots/REV/FILE) and return the environment that makes the Hub
+    client read it offline. Idempotent: every rank may call it."""
+    repo_dir = cache / ("models--" + repo.replace("/", "--"))
+    revision = "0" * 40  # no real commit: refs/main names this snapshot
+    snapshot = repo_dir / "snapshots" / revision
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs").mkdir(exist_ok=True)
+    for source in sorted(config_dir.iterdir()):
+        target = snapshot / source.name
+        if source.is_file() and not target.exists():
+            with contextlib.suppress(FileExistsError):  # another rank linked it first
+                target.symlink_to(source)
+    ref = repo_dir / "refs" / "main"
+    if not ref.exists():
+        partial = ref.with_name(f"main.{os.getpid()}")
+        partial.write_text(revision)
+        partial.replace(ref)
+    return {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+
+
 # -- the submission -------------------------------------------------------------------------------------------
 
 
-def node_command(cluster: _cluster.Cluster, recipe: str, mode: Mode, config_path: Path) -> str:
+def node_command(
+    cluster: _cluster.Cluster, recipe: str, mode: Mode, config_path: Path, hf: HfSource | None = None
+) -> str:
     """What each node runs: torchrun over the node's GPUs, rendezvous at the first node."""
+    served = f" --hf-repo {hf.repo} --hf-config {hf.config_dir}" if hf else ""
     return (
         f"{cluster.python} -m torch.distributed.run --nnodes=$SLURM_NNODES --node-rank=$SLURM_NODEID "
         f"--nproc-per-node={cluster.gpus_per_node} --master-addr=$MASTER_ADDR --master-port=$MASTER_PORT "
-        f"-m {ENTRY_MODULE} --recipe {recipe} --mode {mode} --config {config_path}"
+        f"-m {ENTRY_MODULE} --recipe {recipe} --mode {mode} --config {config_path}{served}"
     )
 
 
 def submission_script(
-    cluster: _cluster.Cluster, recipe: str, mode: Mode, config_path: Path, out: Path, inputs: Sequence[str]
+    cluster: _cluster.Cluster,
+    recipe: str,
+    mode: Mode,
+    config_path: Path,
+    out: Path,
+    inputs: Sequence[str],
+    hf: HfSource | None = None,
 ) -> str:
     """The sbatch script: one srun task per node (container flags on srun), each running torchrun."""
     workdir = os.getcwd()
@@ -363,7 +482,7 @@ def submission_script(
         'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         f"export MASTER_PORT={MASTER_PORT}",
         "",
-        f"{srun} bash -c '{node_command(cluster, recipe, mode, config_path)}'",
+        f"{srun} bash -c '{node_command(cluster, recipe, mode, config_path, hf)}'",
     ]
     return "\n".join(lines) + "\n"
 
@@ -382,16 +501,18 @@ def _job_cluster(cfg: DictConfig) -> _cluster.Cluster:
     return _cluster.local_cluster(sys.executable)
 
 
-def require_megatron_bridge() -> None:
-    """Fail before anything starts when the job's environment lacks Megatron-Bridge (torchrun runs this python)."""
-    import importlib.util
-
-    try:
-        found = importlib.util.find_spec("megatron.bridge") is not None
-    except ModuleNotFoundError:  # no `megatron` package at all
-        found = False
-    if not found:
-        raise NemotronError(NOT_INSTALLED)
+def require_megatron_bridge(image: str = IMAGE) -> None:
+    """At job start, before torchrun: this interpreter (the one torchrun runs) has Megatron-Bridge >= 0.6."""
+    found = _cluster.installed_version("megatron-bridge", "megatron.bridge")
+    _cluster.require_library(
+        "Megatron-Bridge",
+        found,
+        MIN_VERSION,
+        None,
+        image,
+        "as launcher.container_image; launcher=gpu_2x8 takes it from model.containers.megatron_bridge. It needs "
+        "GPTSFTDatasetConfig and megatron.bridge.data.packing, new in 0.6.0",
+    )
 
 
 def _run_on_node(
@@ -403,6 +524,7 @@ def _run_on_node(
     data: Any,
     base: ModelArtifact | None,
     name: str,
+    hf: HfSource | None = None,
 ) -> ModelArtifact | None:
     """Run torchrun for this node's GPUs; node 0 returns the trained checkpoint."""
     node_rank, nnodes, master = _slurm_node()
@@ -413,7 +535,7 @@ def _run_on_node(
         "SLURM_NNODES": str(nnodes),
         "SLURM_NODEID": str(node_rank),
     }
-    command = node_command(cluster, recipe, mode, config_path)
+    command = node_command(cluster, recipe, mode, config_path, hf)
     # stdout is reserved for the JSON line of committed artifacts: the training log goes to stderr
     result = subprocess.run(["bash", "-c", command], env=env, stdout=sys.stderr, check=False)
     if result.returncode != 0:
@@ -502,11 +624,7 @@ def _dataset_object(container: Any, values: Mapping[str, Any]) -> Any:
     """The dataset config as the dataclass Megatron-Bridge expects (its type differs between pretrain and SFT)."""
     values = dict(values)
     if "offline_packing_specs" in values:
-        from megatron.bridge.data.builders import GPTSFTDatasetConfig
-        from megatron.bridge.data.packing import PackedSequenceSpecs
-
-        specs = PackedSequenceSpecs(**values.pop("offline_packing_specs"))
-        return GPTSFTDatasetConfig(offline_packing_specs=specs, **values)
+        return _sft_dataset_object(container.dataset, values)
     from megatron.bridge.training.config import GPTDatasetConfig
 
     splits = values.pop("blend_per_split")
@@ -519,17 +637,56 @@ def _dataset_object(container: Any, values: Mapping[str, Any]) -> Any:
     return GPTDatasetConfig(**values)
 
 
+# The recipe's SFT source (a Hugging Face dataset, e.g. SQuAD) that our local packed data replaces.
+_HF_SOURCE_FIELDS = {
+    "hf_dataset": None,
+    "hf_validation_dataset": None,
+    "hf_test_dataset": None,
+    "hf_output_root": None,
+    "hf_validation_proportion": None,
+    "hf_rewrite": False,
+}
+
+
+def _sft_dataset_object(recipe_dataset: Any, values: dict[str, Any]) -> Any:
+    """Our SFT values merged into the recipe's `GPTSFTDatasetConfig`: its loader settings and `dataset_kwargs`
+    stay, its Hugging Face source gives way to `dataset_root` (Megatron-Bridge allows exactly one source)."""
+    import dataclasses
+
+    from megatron.bridge.data.builders import GPTSFTDatasetConfig
+    from megatron.bridge.data.packing import PackedSequenceSpecs
+
+    specs_values = values.pop("offline_packing_specs")
+    if not isinstance(recipe_dataset, GPTSFTDatasetConfig):
+        return GPTSFTDatasetConfig(offline_packing_specs=PackedSequenceSpecs(**specs_values), **values)
+    recipe_specs = recipe_dataset.offline_packing_specs
+    specs = (
+        dataclasses.replace(recipe_specs, **specs_values)
+        if recipe_specs is not None
+        else PackedSequenceSpecs(**specs_values)
+    )
+    kwargs = {**(recipe_dataset.dataset_kwargs or {}), **values.pop("dataset_kwargs", {})}
+    fields = {f.name for f in dataclasses.fields(recipe_dataset)}
+    source = {key: value for key, value in _HF_SOURCE_FIELDS.items() if key in fields}
+    return dataclasses.replace(recipe_dataset, **source, **values, dataset_kwargs=kwargs, offline_packing_specs=specs)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """`torchrun ... -m nemotron.backends.megatron_bridge --recipe M:F --mode pretrain|sft --config FILE`."""
     parser = argparse.ArgumentParser(prog=f"python -m {ENTRY_MODULE}", description=main.__doc__)
     parser.add_argument("--recipe", required=True)
     parser.add_argument("--mode", choices=("pretrain", "sft"), required=True)
     parser.add_argument("--config", required=True)
+    parser.add_argument("--hf-repo", help="the Hugging Face repo the recipe reads when it loads")
+    parser.add_argument("--hf-config", help="a local copy of that repo's config and tokenizer files")
     args = parser.parse_args(argv)
+    if args.hf_repo and args.hf_config:  # before anything imports huggingface_hub, which reads these at import
+        cache = Path(args.config).absolute().parent / HF_CACHE_DIR
+        os.environ.update(serve_hf_repo_offline(args.hf_repo, Path(args.hf_config), cache))
     try:
-        import megatron.bridge  # noqa: F401
-    except ModuleNotFoundError as exc:
-        raise SystemExit(NOT_INSTALLED) from exc
+        require_megatron_bridge()
+    except NemotronError as exc:
+        raise SystemExit(str(exc)) from exc
     from megatron.bridge.training.gpt_step import forward_step
 
     values = OmegaConf.to_container(OmegaConf.load(args.config), resolve=True)

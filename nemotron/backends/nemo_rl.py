@@ -16,6 +16,7 @@ workers on the whole Ray cluster. Node 0 returns the checkpoint directory as a `
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import subprocess
@@ -34,27 +35,45 @@ RAY_PORT = 6379
 CONFIG_FILE = "nemo_rl_grpo.yaml"
 SCRIPT_FILE = "nemo_rl_grpo.sbatch"
 ENTRY_POINT = "examples/run_grpo.py"
+# NeMo-RL ships as its own image, its checkout in /opt/nemo-rl (docker/Dockerfile at v0.7.0: WORKDIR /opt/nemo-rl).
+IMAGE = "nvcr.io/nvidia/nemo-rl:v0.7.0"
+VERSION = (0, 7)
 NOT_INSTALLED = (
-    "NeMo-RL is not installed in this environment; run inside the NeMo-RL container (set as "
-    "launcher.container_image, with model.rl.nemo_rl_dir pointing at its checkout, /opt/nemo-rl by default). "
-    "To see the configuration and the Slurm submission without it, add stage.dry_run=true."
+    f"NeMo-RL is not installed in this environment; run inside the NeMo-RL container ({IMAGE}, "
+    "model.containers.nemo_rl, used as launcher.container_image by launcher=gpu_2x8; model.rl.nemo_rl_dir points at "
+    "its checkout, /opt/nemo-rl by default). To see the configuration and the Slurm submission without it, add "
+    "stage.dry_run=true."
 )
+# NeMo-RL v0.7.0 examples/configs/grpo_math_1B.yaml: the values our config may leave to it (lines 3, 4, 10, 16, 17;
+# 179 bias_activation_fusion; 269-276 dynamic_batching / sequence_packing), for the pre-submit checks.
+GRPO_MATH_1B = {
+    "num_prompts_per_step": 32,
+    "num_generations_per_prompt": 16,
+    "val_period": 10,
+    "max_val_samples": 256,
+    "val_batch_size": 256,
+    "bias_activation_fusion": True,
+    "sequence_packing": True,
+    "dynamic_batching": False,
+}
+# Activations megatron-core can fuse with the bias (transformer_config.py:2115-2119 at 0.19.2; swiglu is silu
+# with a gated linear unit).
+FUSABLE_ACTIVATIONS = ("gelu", "silu", "swiglu", "quick_gelu", "quick_geglu", "geglu")
 
 
 class GRPOStageParams(_cluster.BackendStageParams):
     """The `stage:` keys of `conf/stage/rl.yaml` this backend reads."""
 
+    # None: NeMo-RL's base config value (model.train.rl.KEY: null for the Megatron models)
     model: str
     model_uri: str
-    prompts_per_step: int = 16
-    group_size: int = 8
-    max_new_tokens: int = 32
-    temperature: float = 1.0
-    clip_eps: float = 0.2
-    kl_coef: float = 0.02
-    eval_every: int = 5
-    eval_problems: int = 200
-    checkpoint_every: int = 10
+    prompts_per_step: int | None = None
+    group_size: int | None = None
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    clip_eps: float | None = None
+    kl_coef: float | None = None
+    eval_problems: int | None = None
 
 
 def run(cfg: DictConfig) -> ModelArtifact | None:
@@ -65,7 +84,7 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
     params = stage_params(cfg, GRPOStageParams)
     rl = rl_settings(cfg)
     if not params.dry_run:
-        require_nemo_rl(rl)
+        require_nemo_rl(rl, str(cfg.model.get("containers", {}).get("nemo_rl") or IMAGE))
     cluster = _cluster.cluster_from_config(cfg, "NeMo-RL") if params.dry_run else _job_cluster(cfg)
     out = _output_dir(params)
     base = load_input(cfg, params.model_uri, ModelArtifact)
@@ -108,7 +127,7 @@ def build_config(
     if not data.train:
         raise NemotronError(f"{data.uri or data.path} has no train split: GRPO needs training problems.")
     check_parallelism(rl, cluster)
-    return {
+    config = {
         "defaults": str(Path(rl.get("nemo_rl_dir", "/opt/nemo-rl")) / rl["base_config"]),
         "grpo": _cluster.given({
             "num_prompts_per_step": params.prompts_per_step,
@@ -116,22 +135,25 @@ def build_config(
             "max_num_steps": params.steps,
             "val_period": params.eval_every,
             "max_val_samples": params.eval_problems,
+            # one validation batch of all the problems unless the model says otherwise: NeMo-RL validates
+            # max_val_samples // val_batch_size batches (nemo_rl/algorithms/grpo.py:3164-3167)
+            "val_batch_size": rl.get("val_batch_size") or params.eval_problems,
             "seed": params.seed,
         }),
-        "loss_fn": {
+        "loss_fn": _cluster.given({
             "reference_policy_kl_penalty": params.kl_coef,
             "ratio_clip_min": params.clip_eps,
             "ratio_clip_max": params.clip_eps,
             "token_level_loss": True,
-        },
-        "checkpointing": {
+        }),
+        "checkpointing": _cluster.given({
             "enabled": True,
             "checkpoint_dir": str(out / "checkpoints"),
             "save_period": params.checkpoint_every,
             "metric_name": "val:accuracy",
             "higher_is_better": True,
             "keep_top_k": 3,
-        },
+        }),
         "policy": policy(cfg, params, rl, base),
         "data": {
             "max_input_seq_length": rl["max_total_sequence_length"],
@@ -151,6 +173,8 @@ def build_config(
         "logger": logger(cfg, params, out),
         "cluster": {"num_nodes": cluster.nodes, "gpus_per_node": cluster.gpus_per_node},
     }
+    check_grpo(config, rl, cluster, str(cfg.model.get("activation") or ""))
+    return config
 
 
 def _jsonl(path: str | None) -> dict[str, Any]:
@@ -165,7 +189,7 @@ def _jsonl(path: str | None) -> dict[str, Any]:
 
 def policy(cfg: DictConfig, params: GRPOStageParams, rl: Mapping[str, Any], base: ModelArtifact) -> dict[str, Any]:
     """`policy:` — the starting checkpoint, its trainer (Megatron or DTensor) and vLLM generation."""
-    tokenizer = cfg.model.get("hf_model") or base.path
+    tokenizer = cfg.model.get("hf_config") or cfg.model.get("hf_model") or base.path
     values: dict[str, Any] = {
         **starting_model(cfg, rl, base),
         "tokenizer": {"name": str(tokenizer)},
@@ -173,18 +197,23 @@ def policy(cfg: DictConfig, params: GRPOStageParams, rl: Mapping[str, Any], base
         "train_micro_batch_size": rl["train_micro_batch_size"],
         "logprob_batch_size": rl["train_micro_batch_size"],
         "max_total_sequence_length": rl["max_total_sequence_length"],
-        "max_grad_norm": params.grad_clip,
-        "generation": {
+        "generation": _cluster.given({
             "backend": "vllm",
-            "max_new_tokens": params.max_new_tokens,
+            "max_new_tokens": params.max_new_tokens,  # None: the base's max_total_sequence_length
             "temperature": params.temperature,
             "vllm_cfg": dict(rl.get("vllm_cfg") or {}),
-        },
+        }),
     }
+    if params.grad_clip is not None:
+        values["max_grad_norm"] = params.grad_clip
     if rl.get("megatron_cfg") is not None:
         values["dtensor_cfg"] = {"enabled": False}
+        values["make_sequence_length_divisible_by"] = rl.get("make_sequence_length_divisible_by") or min_pad_factor(
+            rl["megatron_cfg"]
+        )
         values["megatron_cfg"] = {
             "enabled": True,
+            **fusion_setting(cfg, rl["megatron_cfg"]),
             **rl["megatron_cfg"],
             "optimizer": _cluster.given(
                 {"lr": params.lr, "min_lr": params.min_lr, "weight_decay": params.weight_decay}
@@ -242,6 +271,124 @@ def starting_model(cfg: DictConfig, rl: Mapping[str, Any], base: ModelArtifact) 
         "converter (examples/converters/ in its checkout), register the result (stage=register "
         "stage.type=ModelArtifact) and pass that as run.model."
     )
+
+
+# -- pre-submit checks: what NeMo-RL v0.7.0 would refuse at run time, refused here in a second --------------
+
+
+def min_pad_factor(megatron_cfg: Mapping[str, Any]) -> int:
+    """The least `make_sequence_length_divisible_by` a Megatron policy accepts: 2*CP with context parallelism,
+    times TP with sequence parallelism (nemo_rl/models/megatron/data.py:1126-1131 at v0.7.0)."""
+    tp = int(megatron_cfg.get("tensor_model_parallel_size", 1))
+    cp = int(megatron_cfg.get("context_parallel_size", 1))
+    factor = cp * 2 if cp > 1 else 1
+    return factor * tp if tp > 1 and megatron_cfg.get("sequence_parallel") else factor
+
+
+def fusion_setting(cfg: DictConfig, megatron_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """`bias_activation_fusion: false` for a model whose activation megatron-core cannot fuse (the base config
+    turns it on; NeMo-RL's own nanov3 recipes turn it off)."""
+    activation = str(cfg.model.get("activation") or "")
+    return {"bias_activation_fusion": False} if activation and activation not in FUSABLE_ACTIVATIONS else {}
+
+
+def _effective(section: Mapping[str, Any], key: str, base: str) -> Any:
+    """Our value, else grpo_math_1B.yaml's (None when the base config is another one: the check is skipped)."""
+    if key in section:
+        return section[key]
+    return GRPO_MATH_1B.get(key) if Path(base).name == "grpo_math_1B.yaml" else None
+
+
+def check_grpo(config: Mapping[str, Any], rl: Mapping[str, Any], cluster: _cluster.Cluster, activation: str) -> None:
+    """The generated config against NeMo-RL v0.7.0's run-time assertions, each cited."""
+    grpo, policy, base = config["grpo"], config["policy"], str(rl["base_config"])
+    _check_validation(grpo, config["data"], base)
+    _check_samples_per_step(grpo, policy, rl, cluster, base)
+    megatron = policy.get("megatron_cfg") or {}
+    if not megatron.get("enabled"):
+        return
+    fusion = _effective(megatron, "bias_activation_fusion", base)
+    if fusion and activation and activation not in FUSABLE_ACTIVATIONS:
+        raise NemotronError(
+            f"policy.megatron_cfg.bias_activation_fusion is on, but model.activation={activation}: megatron-core fuses "
+            "the bias only with gelu, swiglu or quick_gelu and refuses the model at start (megatron-core "
+            "transformer_config.py:2115 at 0.19.2; mlp.py \"Only support fusion of gelu and swiglu\"). Remove "
+            "model.rl.megatron_cfg.bias_activation_fusion (nemotron then turns it off for this activation)."
+        )
+    divisible, least = int(policy["make_sequence_length_divisible_by"]), min_pad_factor(megatron)
+    if _effective(policy, "sequence_packing", base) and divisible % least:
+        raise NemotronError(
+            f"policy.make_sequence_length_divisible_by={divisible} is not a multiple of {least}, which the Megatron "
+            f"policy's tensor parallelism {megatron.get('tensor_model_parallel_size', 1)} with sequence_parallel="
+            f"{megatron.get('sequence_parallel', False)} and context parallelism "
+            f"{megatron.get('context_parallel_size', 1)} need for packed sequences: NeMo-RL would stop at its first "
+            f"training step (nemo_rl/models/megatron/data.py:1132). Set model.rl.make_sequence_length_divisible_by "
+            f"to a multiple of {least}, or leave it null."
+        )
+
+
+def _check_validation(grpo: Mapping[str, Any], data: Mapping[str, Any], base: str) -> None:
+    period = _effective(grpo, "val_period", base)
+    if not period:
+        return
+    if data.get("validation") is None:
+        raise NemotronError(
+            f"grpo.val_period={period} validates every {period} steps, but the RL data has no validation split: "
+            "NeMo-RL stops at start (\"Validation dataset is required if validation is enabled\", "
+            "nemo_rl/algorithms/grpo.py:405). Prepare the data with a val split (stage=rl_data) or set "
+            "stage.eval_every=0."
+        )
+    samples, batch = _effective(grpo, "max_val_samples", base), _effective(grpo, "val_batch_size", base)
+    if samples is not None and batch and samples // batch < 1:
+        raise NemotronError(
+            f"grpo.max_val_samples={samples} is less than one validation batch (val_batch_size={batch}): NeMo-RL "
+            f"validates max_val_samples // val_batch_size = 0 batches (nemo_rl/algorithms/grpo.py:3164-3167), so "
+            "validation accuracy would read 0.0 and select_best would pick on nothing. Raise stage.eval_problems or "
+            "lower model.rl.val_batch_size (null: one batch of all the problems)."
+        )
+
+
+def _check_samples_per_step(
+    grpo: Mapping[str, Any], policy: Mapping[str, Any], rl: Mapping[str, Any], cluster: _cluster.Cluster, base: str
+) -> None:
+    prompts = _effective(grpo, "num_prompts_per_step", base)
+    generations = _effective(grpo, "num_generations_per_prompt", base)
+    global_batch, micro_batch = int(policy["train_global_batch_size"]), int(policy["train_micro_batch_size"])
+    if prompts and generations and (prompts * generations) % global_batch:
+        raise NemotronError(
+            f"{prompts} prompts x {generations} generations = {prompts * generations} samples per step is not a "
+            f"multiple of train_global_batch_size={global_batch}: NeMo-RL stops at the first training step "
+            f"(\"Total batch size ({prompts * generations}) is not a multiple of batch_size ({global_batch})\", "
+            "nemo_rl/distributed/batched_data_dict.py:396). Make model.rl.train_global_batch_size divide the "
+            "samples per step, or change stage.prompts_per_step / stage.group_size."
+        )
+    data_parallel = cluster.world_size // _model_parallel(rl)
+    if global_batch % data_parallel:
+        raise NemotronError(
+            f"train_global_batch_size={global_batch} is not a multiple of the policy's data-parallel size "
+            f"{data_parallel} ({cluster.world_size} GPUs / {_model_parallel(rl)} per replica): NeMo-RL shards each "
+            "global batch evenly (\"Batch size is not a multiple of shards\", nemo_rl/distributed/"
+            "batched_data_dict.py:400). Change model.rl.train_global_batch_size."
+        )
+    packed = _effective(policy, "sequence_packing", base) or _effective(policy, "dynamic_batching", base)
+    if packed is False and (global_batch // data_parallel) % micro_batch:
+        raise NemotronError(
+            f"train_global_batch_size={global_batch} over {data_parallel} data-parallel ranks gives "
+            f"{global_batch // data_parallel} samples per rank, not a multiple of train_micro_batch_size="
+            f"{micro_batch}: NeMo-RL would stop (nemo_rl/distributed/batched_data_dict.py:831). Change "
+            "model.rl.train_global_batch_size or train_micro_batch_size."
+        )
+
+
+def _model_parallel(rl: Mapping[str, Any]) -> int:
+    """GPUs per policy replica: TP x PP x CP (nemo_rl/models/policy/lm_policy.py:195-212)."""
+    trainer = rl.get("megatron_cfg") or rl.get("dtensor_cfg") or {}
+    sizes = [
+        trainer.get("tensor_model_parallel_size", trainer.get("tensor_parallel_size", 1)),
+        trainer.get("pipeline_model_parallel_size", 1),
+        trainer.get("context_parallel_size", 1),
+    ]
+    return math.prod(int(size) for size in sizes)
 
 
 def check_parallelism(rl: Mapping[str, Any], cluster: _cluster.Cluster) -> None:
@@ -344,11 +491,23 @@ def _job_cluster(cfg: DictConfig) -> _cluster.Cluster:
     return _cluster.local_cluster("python")
 
 
-def require_nemo_rl(rl: Mapping[str, Any]) -> None:
-    """Fail before Ray starts when NeMo-RL's checkout (its GRPO entry point) is not in this environment."""
-    entry = Path(str(rl.get("nemo_rl_dir", "/opt/nemo-rl"))) / ENTRY_POINT
+def require_nemo_rl(rl: Mapping[str, Any], image: str = IMAGE) -> None:
+    """At job start, before Ray: NeMo-RL 0.7's checkout (its GRPO entry point) is in this environment. The
+    version comes from the installed `nemo-rl` distribution, else the checkout's nemo_rl/package_info.py."""
+    nemo_rl_dir = Path(str(rl.get("nemo_rl_dir", "/opt/nemo-rl")))
+    entry = nemo_rl_dir / ENTRY_POINT
     if not entry.is_file():
         raise NemotronError(f"{entry} does not exist. {NOT_INSTALLED}")
+    found = _cluster.installed_version("nemo-rl", "nemo_rl", nemo_rl_dir / "nemo_rl" / "package_info.py")
+    _cluster.require_library(
+        "NeMo-RL",
+        found,
+        VERSION,
+        (VERSION[0], VERSION[1] + 1),
+        image,
+        "as launcher.container_image; launcher=gpu_2x8 takes it from model.containers.nemo_rl. The GRPO config "
+        "nemotron writes is NeMo-RL 0.7's schema",
+    )
 
 
 def _run_on_node(

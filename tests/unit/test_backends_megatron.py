@@ -66,15 +66,25 @@ def dry_run(inputs: dict, tmp_path: Path, mode: str, *overrides: str) -> tuple[d
 
 
 def test_hyperparameters_not_given_are_the_recipes(inputs, tmp_path):
-    """model=nano3 sets model.train.pretrain.* to null: the tiny model's stage defaults never reach a 30B run."""
+    """model=nano3 sets model.train.pretrain.* to null: the tiny model's stage defaults never reach a 30B run,
+    neither the learning rate nor the eval interval (recipe 500), eval iters (32), checkpoint interval (200),
+    log interval or gradient clipping."""
     config, _ = dry_run(inputs, tmp_path, "pretrain")
     assert config["train"] == {"global_batch_size": 768, "micro_batch_size": 1}
-    assert not {"lr", "min_lr", "weight_decay"} & set(config["optimizer"])
+    assert not {"lr", "min_lr", "weight_decay", "clip_grad"} & set(config["optimizer"])
     assert set(config["scheduler"]) == {"lr_decay_style"}
+    assert config["validation"] == {}
+    assert "save_interval" not in config["checkpoint"]
+    assert "log_interval" not in config["logger"]
+    sft, _ = dry_run(inputs, tmp_path / "sft", "sft")
+    assert sft["validation"] == {} and "save_interval" not in sft["checkpoint"]
 
 
 def test_pretrain_config_has_megatron_bridge_fields_and_values(inputs, tmp_path, capsys):
-    config, _ = dry_run(inputs, tmp_path, "pretrain", "stage.steps=1000", "stage.lr=2e-4", "stage.min_lr=2e-5")
+    config, _ = dry_run(
+        inputs, tmp_path, "pretrain", "stage.steps=1000", "stage.lr=2e-4", "stage.min_lr=2e-5",
+        "stage.eval_every=250", "stage.eval_batches=16", "stage.checkpoint_every=500",
+    )  # fmt: skip
     assert set(config) <= CONFIG_CONTAINER_FIELDS
     assert {key: config["model"][key] for key in PROVIDER_PARALLEL} == PROVIDER_PARALLEL
     assert config["model"]["seq_length"] == config["dataset"]["seq_length"] == 8192
@@ -82,7 +92,8 @@ def test_pretrain_config_has_megatron_bridge_fields_and_values(inputs, tmp_path,
     assert config["optimizer"]["lr"] == 2e-4 and config["optimizer"]["min_lr"] == 2e-5
     assert config["scheduler"]["lr_decay_iters"] == 1000
     assert "lr_warmup_iters" not in config["scheduler"]  # not given: the recipe's
-    assert set(config["validation"]) == {"eval_interval", "eval_iters"}
+    assert config["validation"] == {"eval_interval": 250, "eval_iters": 16}  # given on the command line
+    assert config["checkpoint"]["save_interval"] == 500
     # blend.json (per split) -> blend_per_split with split=None and blend=None (MCore's assertion)
     assert config["dataset"]["path_to_cache"] == str(tmp_path / "index_cache")
     shards = Path(config["dataset"]["blend_per_split"][0][0][0]).parent
@@ -117,8 +128,13 @@ def test_sft_config_uses_packed_parquet_specs(inputs, tmp_path):
         "tokenizer_model_name": "nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-BF16",
         "packed_train_data_path": f"{sft_root}/splits/train/",
         "packed_val_data_path": f"{sft_root}/splits/valid/",
+        # in this run's dir: Megatron-Bridge would otherwise create <dataset_root>/packed/... (gpt_sft.py:802-825)
+        "packed_metadata_path": str(tmp_path / "packed" / "4096_metadata.jsonl"),
         "pad_seq_to_mult": 4,  # lcm(1, CP*TP=4) with sequence parallel
     }
+    assert dataset["dataset_kwargs"] == {"pad_to_max_length": True}  # the recipes' (dataset_utils.py:131)
+    specs = dataset["offline_packing_specs"].values()
+    assert not any(str(value).startswith(str(sft_root / "packed")) for value in specs)
     assert dataset["do_validation"] is True and dataset["do_test"] is False
     assert config["train"]["micro_batch_size"] == 1
     assert config["model"]["calculate_per_token_loss"] is True
@@ -135,7 +151,7 @@ def test_sbatch_script_runs_torchrun_per_node_with_container_flags_on_srun(input
     assert "#SBATCH --partition=batch" in header and "#SBATCH --account=my-account" in header
     assert not any("container" in line for line in header)  # pyxis flags on srun only
     (srun,) = [line for line in lines if line.startswith("srun ")]
-    assert "--container-image=nvcr.io#nvidia/nemo:25.11" in srun
+    assert "--container-image=nvcr.io#nvidia/nemo:26.08" in srun  # model.containers.megatron_bridge
     mounts = next(part for part in srun.split() if part.startswith("--container-mounts="))
     assert "/lustre:/lustre" in mounts and str(tmp_path) in mounts  # the run dir is mounted
     assert "python3 -m torch.distributed.run --nnodes=$SLURM_NNODES --node-rank=$SLURM_NODEID" in srun
@@ -151,11 +167,74 @@ def test_no_secret_in_script_config_or_output(inputs, tmp_path, capsys):
     assert "WANDB_API_KEY" in (tmp_path / megatron_bridge.SCRIPT_FILE).read_text()  # named, never valued
 
 
+def hf_config_dir(base: Path) -> Path:
+    """A local copy of a Hugging Face model's files without weights (what model.hf_config names)."""
+    import json
+
+    base.mkdir(parents=True, exist_ok=True)
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "vocab_size": 1000,
+              "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128}  # fmt: skip
+    (base / "config.json").write_text(json.dumps(config))
+    (base / "tokenizer_config.json").write_text("{}")
+    return base
+
+
 def test_llama_recipe(inputs, tmp_path):
-    config, script = dry_run(inputs, tmp_path, "pretrain", "model=llama32_1b")
+    local = hf_config_dir(tmp_path / "llama-config")
+    config, script = dry_run(inputs, tmp_path / "run", "pretrain", "model=llama32_1b", f"model.hf_config={local}")
     assert config["model"]["tensor_model_parallel_size"] == 1
     assert config["train"]["micro_batch_size"] == 2
     assert "megatron.bridge.recipes.llama:llama32_1b_pretrain_config" in script
+    # the recipe's gated repo is served from the local copy: the job downloads nothing
+    assert f"--hf-repo meta-llama/Llama-3.2-1B --hf-config {local}" in script
+    assert config["tokenizer"]["tokenizer_model"] == str(local)
+    assert str(local) in next(line for line in script.splitlines() if line.startswith("srun "))  # mounted
+
+
+def test_gated_recipe_without_a_local_config_is_refused(inputs, tmp_path):
+    """llama32_1b's recipes call AutoBridge.from_hf_pretrained("meta-llama/Llama-3.2-1B") when they load: a
+    gated repo. Without model.hf_config the job would fail at start, after its time in the queue."""
+    for mode in ("pretrain", "sft"):
+        with pytest.raises(NemotronError, match="gated repository.*set model.hf_config"):
+            dry_run(inputs, tmp_path / mode, mode, "model=llama32_1b")
+    with pytest.raises(NemotronError, match="has no config.json"):
+        dry_run(inputs, tmp_path / "empty", "pretrain", "model=llama32_1b", f"model.hf_config={tmp_path}")
+    assert not (tmp_path / "pretrain" / megatron_bridge.SCRIPT_FILE).exists()
+
+
+def test_hf_repo_is_served_offline_from_the_local_copy(tmp_path):
+    """The entry point's Hub cache: transformers (which AutoBridge calls) reads the gated repo's config offline."""
+    import os
+    import subprocess
+    import sys
+
+    local = hf_config_dir(tmp_path / "llama-config")
+    env = megatron_bridge.serve_hf_repo_offline("meta-llama/Llama-3.2-1B", local, tmp_path / "hub")
+    assert megatron_bridge.serve_hf_repo_offline("meta-llama/Llama-3.2-1B", local, tmp_path / "hub") == env  # again
+    code = "import transformers as t; print(t.AutoConfig.from_pretrained('meta-llama/Llama-3.2-1B').hidden_size)"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    result = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "64"
+
+
+def test_sequence_length_must_split_over_tp_sp_and_cp(inputs, tmp_path):
+    """A packing/TP mismatch: the data's pack_size must divide evenly over TP ranks (sequence parallel) and 2*CP
+    chunks (Megatron-Bridge training/config.py:1436), refused before anything is written."""
+    from nemotron import SFTDataArtifact, log_artifact, setup_artifact_tracking
+
+    tracking = setup_artifact_tracking({"artifacts": {"manifest": {"root": str(inputs["store"])}}})
+    runs = (f"run.data={inputs['sft']}", f"run.model={inputs['model']}")
+    sft_path = Path(compose(inputs["store"], "sft", *runs).stage.data)
+    odd = log_artifact(SFTDataArtifact(path=str(sft_path), name="sft-data-odd", pack_size=4098, num_shards=2), tracking)
+    cfg = compose(inputs["store"], "sft", f"run.data={odd.uri}", f"run.model={inputs['model']}",
+                  "stage.dry_run=true", f"stage.output_dir={tmp_path}")  # fmt: skip
+    with pytest.raises(NemotronError, match="sequence length 4098 .* not a multiple of 4"):
+        megatron_bridge.run(cfg, "sft")
+    assert not (tmp_path / megatron_bridge.SCRIPT_FILE).exists()
+    with pytest.raises(NemotronError, match="sequence length 8192 .* not a multiple of 24"):  # lcm(2*3, 3*8)
+        dry_run(inputs, tmp_path / "cp", "pretrain", "model.parallelism.context_parallel_size=3",
+                "model.parallelism.tensor_model_parallel_size=8", "launcher.nodes=3")  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -200,7 +279,7 @@ def test_pad_seq_to_mult_and_blend_lists():
 def test_real_run_without_megatron_bridge_says_so(tmp_path):
     if _has_megatron_bridge():
         pytest.skip("Megatron-Bridge is installed here")
-    with pytest.raises(SystemExit, match="Megatron-Bridge is not installed in this environment"):
+    with pytest.raises(SystemExit, match="not installed in this.*needs Megatron-Bridge 0.6 or newer"):
         megatron_bridge.main(
             [
                 "--recipe",
@@ -231,9 +310,26 @@ def test_real_run_without_megatron_bridge_fails_first(inputs, tmp_path):
     cfg = compose(
         inputs["store"], "pretrain", f"run.data={inputs['pretrain']}", f"stage.output_dir={tmp_path}", "launcher=local"
     )
-    with pytest.raises(NemotronError, match="Megatron-Bridge is not installed in this environment"):
+    with pytest.raises(NemotronError, match="not installed in this environment.*Run it in nvcr.io#nvidia/nemo:26.08"):
         megatron_bridge.run(cfg, "pretrain")
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("version", "ok"), [("0.5.0", False), ("0.6.0", True), ("0.6.2", True), ("1.0.0rc1", True)])
+def test_job_start_checks_the_megatron_bridge_version(tmp_path, monkeypatch, version, ok):
+    """A container with an older Megatron-Bridge (found through its installed distribution's metadata, as in a
+    real image) is one paragraph naming the image, before torchrun starts."""
+    if _has_megatron_bridge():
+        pytest.skip("Megatron-Bridge is installed here")
+    info = tmp_path / f"megatron_bridge-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: megatron-bridge\nVersion: {version}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    if ok:
+        megatron_bridge.require_megatron_bridge("img")
+        return
+    with pytest.raises(NemotronError, match=f"has Megatron-Bridge {version}.*needs Megatron-Bridge 0.6 or newer"):
+        megatron_bridge.require_megatron_bridge("nvcr.io#nvidia/nemo:26.08")
 
 
 def test_fields_exist_in_megatron_core(inputs, tmp_path):

@@ -50,9 +50,10 @@ def test_grpo_config_in_nemo_rl_schema(inputs, tmp_path):
     assert config["grpo"]["num_prompts_per_step"] == 32
     assert config["grpo"]["num_generations_per_prompt"] == 16
     assert config["grpo"]["max_num_steps"] == 50
-    assert {"val_period", "seed"} <= set(config["grpo"])
-    assert config["loss_fn"]["reference_policy_kl_penalty"] == 0.02
-    assert config["loss_fn"]["ratio_clip_min"] == config["loss_fn"]["ratio_clip_max"] == 0.2
+    assert config["grpo"]["seed"] == 1234
+    given, _ = dry_run(inputs, tmp_path / "given", "stage.kl_coef=0.05", "stage.clip_eps=0.3")
+    assert given["loss_fn"]["reference_policy_kl_penalty"] == 0.05
+    assert given["loss_fn"]["ratio_clip_min"] == given["loss_fn"]["ratio_clip_max"] == 0.3
     assert config["checkpointing"]["enabled"] is True
     assert config["checkpointing"]["checkpoint_dir"] == str(tmp_path / "checkpoints")
     assert config["cluster"] == {"num_nodes": 2, "gpus_per_node": 8}
@@ -73,6 +74,10 @@ def test_policy_uses_the_pinned_model_megatron_and_vllm(inputs, tmp_path):
     assert megatron["enabled"] is True
     assert megatron["tensor_model_parallel_size"] == 2 and megatron["expert_model_parallel_size"] == 8
     assert megatron["optimizer"] == {} and megatron["scheduler"] == {}  # not given: NeMo-RL's base config
+    # Nemotron-3 Nano's squared ReLU: no bias-activation fusion (the base config's is on; megatron-core refuses it)
+    assert megatron["bias_activation_fusion"] is False
+    # TP2 + sequence parallel with packing: a multiple of 2 (the base would resolve to dtensor's TP, 1)
+    assert policy["make_sequence_length_divisible_by"] == 2
     given, _ = dry_run(inputs, tmp_path / "given", "stage.lr=1e-6", "stage.steps=50")
     assert given["policy"]["megatron_cfg"]["optimizer"] == {"lr": 1e-6}
     assert given["policy"]["megatron_cfg"]["scheduler"] == {"lr_decay_iters": 50}
@@ -114,7 +119,8 @@ def test_sbatch_script_starts_ray_in_the_allocation(inputs, tmp_path):
     steps = [line for line in lines if line.startswith("srun ")]
     assert len(steps) == 3  # head, workers, driver
     for step in steps:
-        assert "--container-image=nvcr.io#nvidia/nemo:25.11" in step and "--container-mounts=" in step
+        # NeMo-RL's own image (model.containers.nemo_rl), not the Megatron-Bridge one
+        assert "--container-image=nvcr.io#nvidia/nemo-rl:v0.7.0" in step and "--container-mounts=" in step
     head, workers, driver = steps
     assert "ray start --head" in head and "--nodelist=$RAY_HEAD" in head
     assert "ray start --address=$RAY_HEAD:6379" in workers and "--exclude=$RAY_HEAD" in workers
@@ -160,3 +166,80 @@ def test_real_run_without_nemo_rl_says_so(inputs, tmp_path):
     with pytest.raises(NemotronError, match="NeMo-RL is not installed in this environment"):
         nemo_rl.run(cfg)
     assert not (tmp_path / nemo_rl.CONFIG_FILE).exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(("version", "ok"), [("0.6.0", False), ("0.7.0", True), ("0.8.0", False)])
+def test_job_start_checks_the_nemo_rl_version(tmp_path, version, ok):
+    """NeMo-RL's image holds its checkout in /opt/nemo-rl; the job reads the version of the checkout it runs
+    (nemo_rl/package_info.py, as NeMo-RL's pyproject does) and refuses anything but 0.7 with one paragraph."""
+    checkout = tmp_path / "nemo-rl"
+    (checkout / "examples").mkdir(parents=True)
+    (checkout / nemo_rl.ENTRY_POINT).write_text("")
+    (checkout / "nemo_rl").mkdir()
+    major, minor, patch = version.split(".")
+    (checkout / "nemo_rl" / "package_info.py").write_text(f"MAJOR = {major}\nMINOR = {minor}\nPATCH = {patch}\n")
+    rl = {"nemo_rl_dir": str(checkout)}
+    if ok:
+        nemo_rl.require_nemo_rl(rl)
+        return
+    with pytest.raises(NemotronError, match=f"has NeMo-RL {version}.*needs NeMo-RL 0.7 and below 0.8.*nemo-rl:v0.7.0"):
+        nemo_rl.require_nemo_rl(rl, "nvcr.io#nvidia/nemo-rl:v0.7.0")
+
+
+@pytest.fixture(scope="module")
+def hf_model(inputs, tmp_path_factory) -> str:
+    """A Hugging Face model artifact (what stage=convert commits), for the DTensor policy of llama32_1b."""
+    from nemotron import ModelArtifact, log_artifact, setup_artifact_tracking
+
+    path = tmp_path_factory.mktemp("hf-model")
+    (path / "config.json").write_text("{}")
+    tracking = setup_artifact_tracking({"artifacts": {"manifest": {"root": str(inputs["store"])}}})
+    return log_artifact(ModelArtifact(path=str(path), name="llama-hf", format="hf", step=1), tracking).uri
+
+
+def test_tiny_defaults_never_reach_nemo_rl(inputs, tmp_path, hf_model):
+    """With nothing given, NeMo-RL's base config decides: max_new_tokens (the full sequence length, so the CoT
+    prompt can finish), val_period, prompts per step, group size, KL, checkpoint period; validation runs one batch
+    of all its problems. For llama32_1b, 32 x 16 = 512 samples per step = its train_global_batch_size."""
+    for model in ("nano3", "llama32_1b"):
+        config, _ = dry_run(inputs, tmp_path / model, f"model={model}", f"run.model={hf_model}")
+        assert set(config["grpo"]) == {"seed"}, model
+        assert config["loss_fn"] == {"token_level_loss": True}
+        assert "save_period" not in config["checkpointing"]
+        assert not {"max_new_tokens", "temperature"} & set(config["policy"]["generation"])
+        assert "max_grad_norm" not in config["policy"]
+    given, _ = dry_run(inputs, tmp_path / "given", "stage.eval_problems=16", "stage.eval_every=2")
+    assert given["grpo"]["max_val_samples"] == given["grpo"]["val_batch_size"] == 16  # one batch: validation runs
+    assert given["grpo"]["val_period"] == 2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # validation below one batch: max_val_samples // val_batch_size = 0 (grpo.py:3164)
+        (["stage.eval_problems=200", "model.rl.val_batch_size=256"], "less than one validation batch"),
+        # packing pad factor vs TP2 + sequence parallel (megatron/data.py:1132)
+        (["model.rl.make_sequence_length_divisible_by=3"], "make_sequence_length_divisible_by=3 is not a multiple of"),
+        (["model.rl.megatron_cfg.context_parallel_size=2", "model.rl.make_sequence_length_divisible_by=2"],
+         "not a multiple of 8"),
+        # squared ReLU with bias-activation fusion (megatron-core transformer_config.py:2115)
+        (["+model.rl.megatron_cfg.bias_activation_fusion=true"], "model.activation=squared_relu"),
+        # samples per step vs global batch (batched_data_dict.py:396)
+        (["stage.prompts_per_step=3", "stage.group_size=5"], "15 samples per step is not a multiple of"),
+        # global batch vs data parallel: 16 GPUs / TP2 = 8 ranks (batched_data_dict.py:400)
+        (["model.rl.train_global_batch_size=12", "stage.prompts_per_step=3", "stage.group_size=4"],
+         "not a multiple of the policy's data-parallel size 8"),
+    ],
+)
+def test_pre_submit_checks_mirror_nemo_rl(inputs, tmp_path, overrides, message):
+    with pytest.raises(NemotronError, match=message.replace(".", r"\.")):
+        dry_run(inputs, tmp_path, *overrides)
+    assert not (tmp_path / nemo_rl.SCRIPT_FILE).exists()
+
+
+def test_llama_samples_per_step_vs_global_batch(inputs, tmp_path, hf_model):
+    """The old defaults: 16 prompts x 8 generations = 128 samples, train_global_batch_size 512 (NeMo-RL:
+    "Total batch size (128) is not a multiple of batch_size (512)")."""
+    with pytest.raises(NemotronError, match=r"128 samples per step is not a multiple of train_global_batch_size=512"):
+        dry_run(inputs, tmp_path, "model=llama32_1b", f"run.model={hf_model}",
+                "stage.prompts_per_step=16", "stage.group_size=8")  # fmt: skip
