@@ -3,9 +3,11 @@
     python -m nemotron stage=register stage.path=/data/ckpt stage.type=ModelArtifact \
         stage.name=my-base-model +stage.fields.step=10000
 
-This is the basis of importing data or checkpoints made elsewhere (`nemotron-art import` builds its
-artifacts the same way, through `build_artifact`): the files stay where they are, and the
-store records their sizes and digests so `nemotron-art` can tell later if they changed.
+This is the basis of importing data or checkpoints made elsewhere: `nemotron-art import` builds its
+artifacts the same way, through `typed_artifact`, so both refuse the same data (an SFTDataArtifact
+without Parquet shards, RL data without train.jsonl, a blend whose shards are missing) and read the same
+fields from it (an SFT metadata.json, the RL splits, the blend's token counts). The files stay where they
+are, and the store records their sizes and digests so `nemotron-art` can tell later if they changed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from nemotron.artifacts import Artifact
 from nemotron.stages import stage_params
-from nemotron.tracking.importing import build_artifact
+from nemotron.tracking.importing import REGISTER_OPTIONS, typed_artifact
 
 
 class RegisterParams(BaseModel):
@@ -32,4 +34,6 @@ class RegisterParams(BaseModel):
 
 def run(cfg: DictConfig) -> Artifact:
     params = stage_params(cfg, RegisterParams)
-    return build_artifact(params.type, params.path, params.name, params.fields, params.metadata, "stage.path")
+    return typed_artifact(
+        params.type, params.path, params.name, params.fields, params.metadata, "stage.path", REGISTER_OPTIONS
+    )

@@ -1,10 +1,12 @@
 """Typed artifacts for data and checkpoints made elsewhere: zero-copy, nothing is written into them.
 
-`build_artifact` is the one way to turn (type, path, fields) into a validated artifact: `stage=register`
+`typed_artifact` is the one way to turn (type, path, fields) into a validated artifact: `stage=register`
 and `nemotron-art import` both use it, then commit the artifact like any stage output (files listed with
-sizes and digests, a run record, and the inputs it names). The `*_artifact` helpers read what a directory
-already says about itself (a Megatron `.idx` header, an SFT `metadata.json`, JSONL split files) so that
-the imported artifact is one the pipeline's stages consume as if they had made it.
+sizes and digests, a run record, and the inputs it names). For the types whose layout the pipeline relies on
+(a model checkpoint, packed SFT Parquet, RL JSONL splits, a Megatron blend) it checks the data itself and
+reads what a directory already says about itself (a Megatron `.idx` header, an SFT `metadata.json`, JSONL
+split files), so that the artifact is one the pipeline's stages consume as if they had made it, and a
+directory that cannot be one is refused the same way by both commands.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import re
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +50,52 @@ def build_artifact(
     try:
         return cls(path=absolute_path(path, path_label), name=name, metadata=metadata or {}, **(fields or {}))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()
-        )
-        raise NemotronError(f"Invalid fields for an artifact of type {cls.__name__}: {problems}.") from exc
+        raise _invalid_fields(cls, exc) from exc
+
+
+def _invalid_fields(cls: type[Artifact], exc: ValidationError) -> NemotronError:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()
+    )
+    return NemotronError(f"Invalid fields for an artifact of type {cls.__name__}: {problems}.")
+
+
+# How each command takes the values the checks may ask for ({} is the value): the messages name the right one.
+IMPORT_OPTIONS = {"pack_size": "--pack-size {}", "format": "--format {}"}
+REGISTER_OPTIONS = {"pack_size": "+stage.fields.pack_size={}", "format": "+stage.fields.format={}"}
+
+Inspector = Callable[[str, dict[str, Any], dict[str, str]], tuple[str, dict[str, Any], str]]
+
+
+def typed_artifact(
+    type_name: str | type[Artifact],
+    path: str,
+    name: str | None = None,
+    fields: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    path_label: str = "path",
+    options: dict[str, str] = IMPORT_OPTIONS,
+) -> Artifact:
+    """The one check of existing data as a typed artifact, for `nemotron-art import` and `stage=register`.
+
+    The name and the given fields are validated first. Then, for a type whose layout nemotron knows and a local
+    path, the data itself is checked and the fields it states about itself are read (`_INSPECTORS`; a given
+    field wins where the data agrees, a contradiction is an error). Other types and remote URLs are taken as
+    they are.
+    """
+    cls = artifact_type(type_name) if isinstance(type_name, str) else type_name
+    fields = {key: value for key, value in (fields or {}).items() if value is not None}
+    inspect = _INSPECTORS.get(cls)
+    if inspect is None or "://" in path:
+        return build_artifact(cls, path, name or default_name(path, "the data"), fields, metadata, path_label)
+    if name is not None:
+        validate_name(name)
+    try:  # the given fields, before the data is looked at: a bad value is named as such
+        cls(path=path, **{key: value for key, value in fields.items() if value != "auto"})
+    except ValidationError as exc:
+        raise _invalid_fields(cls, exc) from exc
+    path, fields, what = inspect(path, fields, options)
+    return build_artifact(cls, path, name or default_name(path, what), fields, metadata, path_label)
 
 
 def absolute_path(path: str, label: str = "path") -> str:
@@ -98,7 +143,7 @@ def _own_metadata(directory: Path, cls: type[Artifact]) -> dict[str, Any]:
 # -- models ----------------------------------------------------------------------------------------------
 
 
-def detect_model_format(directory: Path) -> str:
+def detect_model_format(directory: Path, option: str = IMPORT_OPTIONS["format"]) -> str:
     if (directory / "config.json").is_file() and any(
         p.suffix in (".safetensors", ".bin") or p.name.endswith(".safetensors.index.json") for p in directory.iterdir()
     ):
@@ -112,21 +157,23 @@ def detect_model_format(directory: Path) -> str:
     raise NemotronError(
         f"Cannot tell the checkpoint format of {directory}: no Hugging Face config.json with weights, no "
         "Megatron latest_checkpointed_iteration.txt or iter_* directories, no NeMo-RL training_info.json. "
-        "Pass --format hf|megatron|nemo_rl."
+        f"Pass {option.format('hf|megatron|nemo_rl')}."
     )
+
+
+def _inspect_model(path: str, fields: dict[str, Any], options: dict[str, str]) -> tuple[str, dict[str, Any], str]:
+    """A checkpoint is a directory; format `auto` is detected from its files (a given format is trusted)."""
+    directory = _directory(path, "a checkpoint")
+    if fields.get("format") == "auto":
+        fields = {**fields, "format": detect_model_format(directory, options["format"])}
+    return str(directory), fields, "the model"
 
 
 def model_artifact(
     path: str, stage: str, step: int, fmt: str = "auto", base_model: str | None = None, name: str | None = None
 ) -> ModelArtifact:
-    directory = _directory(path, "a checkpoint")
-    fields = {
-        "stage": stage,
-        "step": step,
-        "format": detect_model_format(directory) if fmt == "auto" else fmt,
-        "base_model": base_model,
-    }
-    return build_artifact(ModelArtifact, str(directory), name or default_name(directory, "the model"), fields)
+    fields = {"stage": stage, "step": step, "format": fmt, "base_model": base_model}
+    return typed_artifact(ModelArtifact, path, name, fields)
 
 
 # -- pretraining blends ----------------------------------------------------------------------------------
@@ -175,15 +222,26 @@ def _blend_prefixes(blend: Any, blend_file: Path) -> dict[str, list[str]]:
     return splits
 
 
-def pretrain_artifact(blend_path: str, name: str | None = None) -> PretrainBlendsArtifact:
-    blend_file = Path(blend_path).expanduser().resolve()
-    if not blend_file.is_file():
-        raise NemotronError(f"{blend_path!r} is not a file; import data pretrain takes the path of a blend.json.")
-    try:
-        splits = _blend_prefixes(json.loads(blend_file.read_text()), blend_file)
-    except ValueError as exc:
-        raise NemotronError(f"{blend_file} is not valid JSON ({exc}).") from exc
-    counted: dict[str, tuple[int, int]] = {}  # prefix -> (tokens, sequences)
+def _blend_file(path: str, fields: dict[str, Any]) -> tuple[Path, Path | None]:
+    """(the blend file, the artifact directory if one was given): `path` is the blend, or a directory
+    holding it at `blend_path` (default blend.json)."""
+    location = Path(path).expanduser().resolve()
+    if location.is_dir():
+        blend_file = location / str(fields.get("blend_path", "blend.json"))
+        if not blend_file.is_file():
+            raise NemotronError(
+                f"{location} has no blend at {blend_file.name}; pretraining data is a Megatron blend (a "
+                "per-split blend.json, blend_path) and the .bin/.idx shards it names, under one directory."
+            )
+        return blend_file, location
+    if not location.is_file():
+        raise NemotronError(f"{path!r} is not a file; import data pretrain takes the path of a blend.json.")
+    return location, None
+
+
+def _count_shards(blend_file: Path, splits: dict[str, list[str]]) -> dict[str, tuple[int, int]]:
+    """prefix -> (tokens, sequences) from each prefix's .bin size and .idx header; every prefix needs both."""
+    counted: dict[str, tuple[int, int]] = {}
     missing = []
     for prefix in {p for prefixes in splits.values() for p in prefixes}:
         bin_file, idx_file = Path(f"{prefix}.bin"), Path(f"{prefix}.idx")
@@ -195,15 +253,32 @@ def pretrain_artifact(blend_path: str, name: str | None = None) -> PretrainBlend
     if missing:
         shown = ", ".join(sorted(missing)[:5])
         raise NemotronError(f"{blend_file} names {len(missing)} prefix(es) without both .bin and .idx: {shown}.")
+    return counted
+
+
+def _inspect_pretrain(path: str, fields: dict[str, Any], options: dict[str, str]) -> tuple[str, dict[str, Any], str]:
+    """The blend's shards exist with both files; token counts per split come from them; the artifact's path is
+    the directory holding the blend and its shards (the one given, or their common directory)."""
+    blend_file, given = _blend_file(path, fields)
+    try:
+        splits = _blend_prefixes(json.loads(blend_file.read_text()), blend_file)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise NemotronError(f"{blend_file} is not valid JSON ({exc}).") from exc
+    counted = _count_shards(blend_file, splits)
     root = Path(os.path.commonpath([str(blend_file.parent), *(str(Path(p).parent) for p in counted)]))
+    if given is not None and not root.is_relative_to(given):
+        raise NemotronError(
+            f"The blend {blend_file} names shards outside {given} (their common directory is {root}); keep the "
+            "shards under the artifact's directory, or register their common directory."
+        )
     if root == Path(root.anchor):
         raise NemotronError(
             f"The blend {blend_file} and the shards it names share no directory below {root}; keep the shards "
             "and the blend under one directory (the artifact's path) and import again."
         )
+    root = given or root
     split_tokens = {split: sum(counted[p][0] for p in set(prefixes)) for split, prefixes in splits.items()}
-    fields = {
-        **_own_metadata(blend_file.parent, PretrainBlendsArtifact),
+    measured = {
         "blend_path": str(blend_file.relative_to(root)),
         "num_shards": len(counted),
         "total_tokens": sum(tokens for tokens, _ in counted.values()),
@@ -212,60 +287,88 @@ def pretrain_artifact(blend_path: str, name: str | None = None) -> PretrainBlend
         "valid_tokens": split_tokens.get("valid", 0),
         "test_tokens": split_tokens.get("test", 0),
     }
-    return build_artifact(PretrainBlendsArtifact, str(root), name or default_name(root, "the blend"), fields)
+    return str(root), {**_own_metadata(blend_file.parent, PretrainBlendsArtifact), **fields, **measured}, "the blend"
+
+
+def pretrain_artifact(blend_path: str, name: str | None = None) -> PretrainBlendsArtifact:
+    return typed_artifact(PretrainBlendsArtifact, blend_path, name)
 
 
 # -- SFT and RL data -------------------------------------------------------------------------------------
 
 
-def sft_artifact(path: str, pack_size: int | None = None, name: str | None = None) -> SFTDataArtifact:
+def _inspect_sft(path: str, fields: dict[str, Any], options: dict[str, str]) -> tuple[str, dict[str, Any], str]:
+    """Packed Parquet under the directory; pack_size given or in its metadata.json, and never both differing."""
     directory = _directory(path, "packed SFT data")
     shards = sorted(directory.rglob("*.parquet"))
     if not shards:
         raise NemotronError(
-            f"{directory} holds no .parquet files; import data sft takes a directory of packed SFT Parquet "
+            f"{directory} holds no .parquet files; packed SFT data is a directory of packed SFT Parquet "
             "(input_ids, loss_mask, seq_start_id)."
         )
-    fields = _own_metadata(directory, SFTDataArtifact)
-    recorded = fields.get("pack_size")
-    if pack_size is not None and recorded is not None and int(recorded) != pack_size:
+    own = _own_metadata(directory, SFTDataArtifact)
+    given, recorded = fields.get("pack_size"), own.get("pack_size")
+    option = options["pack_size"]
+    if given is not None and recorded is not None and int(recorded) != int(given):
         raise NemotronError(
-            f"--pack-size {pack_size} contradicts {directory / 'metadata.json'} (pack_size {recorded}); the packs "
-            "were built for one sequence length. Drop --pack-size, or fix metadata.json."
+            f"{option.format(given)} contradicts {directory / 'metadata.json'} (pack_size {recorded}); the packs "
+            f"were built for one sequence length. Drop {option.format(given)}, or fix metadata.json."
         )
-    if pack_size is None and recorded is None:
+    if given is None and recorded is None:
         raise NemotronError(
-            f"{directory} has no metadata.json with a pack_size; pass --pack-size N (the sequence length the "
-            "Parquet rows were packed to)."
+            f"{directory} has no metadata.json with a pack_size; pass {option.format('N')} (the sequence length "
+            "the Parquet rows were packed to)."
         )
-    fields["pack_size"] = pack_size if pack_size is not None else recorded
-    fields.setdefault("num_shards", len({s.resolve() for s in shards}))
-    fields.setdefault("blend_path", "blend.json" if (directory / "blend.json").is_file() else "")
-    return build_artifact(SFTDataArtifact, str(directory), name or default_name(directory, "the SFT data"), fields)
+    merged = {**own, **fields}
+    merged.setdefault("num_shards", len({s.resolve() for s in shards}))
+    merged.setdefault("blend_path", "blend.json" if (directory / "blend.json").is_file() else "")
+    return str(directory), merged, "the SFT data"
+
+
+def sft_artifact(path: str, pack_size: int | None = None, name: str | None = None) -> SFTDataArtifact:
+    return typed_artifact(SFTDataArtifact, path, name, {"pack_size": pack_size})
 
 
 _RL_SPLITS = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
 
 
-def rl_artifact(path: str, name: str | None = None) -> SplitJsonlDataArtifact:
+def _inspect_rl(path: str, fields: dict[str, Any], options: dict[str, str]) -> tuple[str, dict[str, Any], str]:
+    """A train split (train.jsonl, or the file `train` names) and optional val/test, each JSONL records."""
     directory = _directory(path, "RL data")
-    fields: dict[str, Any] = _own_metadata(directory, SplitJsonlDataArtifact)
+    merged: dict[str, Any] = {**_own_metadata(directory, SplitJsonlDataArtifact), **fields}
     total = 0
     for field_name, stems in _RL_SPLITS.items():
-        found = next((directory / f"{stem}.jsonl" for stem in stems if (directory / f"{stem}.jsonl").is_file()), None)
-        if found is None:
-            continue
-        fields[field_name] = str(found)
+        if fields.get(field_name):
+            found = directory / str(fields[field_name])  # an absolute path stays as it is
+            if not found.is_file():
+                raise NemotronError(f"{field_name}={fields[field_name]!r} is not a file (under {directory}).")
+        else:
+            found = next(
+                (directory / f"{stem}.jsonl" for stem in stems if (directory / f"{stem}.jsonl").is_file()), None
+            )
+            if found is None:
+                continue
+        merged[field_name] = str(found)
         total += _count_jsonl(found)
-    if "train" not in fields:
+    if "train" not in merged:
         raise NemotronError(
-            f"{directory} has no train.jsonl; import data rl takes a directory of train.jsonl (and optionally "
-            "val.jsonl / validation.jsonl and test.jsonl), one JSON object per line."
+            f"{directory} has no train.jsonl; RL data is a directory of train.jsonl (and optionally val.jsonl / "
+            "validation.jsonl and test.jsonl), one JSON object per line."
         )
-    fields.setdefault("total_sequences", total)
-    return build_artifact(
-        SplitJsonlDataArtifact, str(directory), name or default_name(directory, "the RL data"), fields
-    )
+    merged.setdefault("total_sequences", total)
+    return str(directory), merged, "the RL data"
+
+
+def rl_artifact(path: str, name: str | None = None) -> SplitJsonlDataArtifact:
+    return typed_artifact(SplitJsonlDataArtifact, path, name)
+
+
+_INSPECTORS: dict[type[Artifact], Inspector] = {
+    ModelArtifact: _inspect_model,
+    PretrainBlendsArtifact: _inspect_pretrain,
+    SFTDataArtifact: _inspect_sft,
+    SplitJsonlDataArtifact: _inspect_rl,
+}
 
 
 def _count_jsonl(path: Path) -> int:

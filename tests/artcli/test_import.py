@@ -187,3 +187,50 @@ def test_sft_without_metadata_needs_pack_size(tmp_path):
     assert missing.returncode == 2 and "pass --pack-size N" in missing.stderr
     line = json_line(ok(nemotron_art("import", "data", "sft", str(data), "--pack-size", "256", cwd=tmp_path, env=env)))
     assert manifest(tmp_path / "store", line["name"], 1)["metadata"]["pack_size"] == 256
+
+
+@pytest.mark.parametrize(
+    ("kind", "args", "fields", "message"),
+    [
+        ("sft", ["data", "sft", "{rl}", "--pack-size", "8"], ["+stage.fields.pack_size=8"], "holds no .parquet files"),
+        ("sft", ["data", "sft", "{sft}", "--pack-size", "1024"], ["+stage.fields.pack_size=1024"], "contradicts"),
+        ("rl", ["data", "rl", "{sft}"], [], "has no train.jsonl"),
+        ("pretrain", ["data", "pretrain", "{sft}/blend.json"], [], "without both .bin and .idx"),
+    ],
+)
+def test_register_refuses_what_import_refuses(tmp_path, user, kind, args, fields, message):
+    """`stage=register stage.type=T` applies the checks `nemotron-art import` applies to the same data."""
+    types = {"sft": "SFTDataArtifact", "rl": "SplitJsonlDataArtifact", "pretrain": "PretrainBlendsArtifact"}
+    places = {"sft": user["sft"], "rl": user["rl"], "tmp": tmp_path}
+    root = tmp_path / "store"
+    env = clean_env(NEMOTRON_ARTIFACTS_ROOT=root)
+    imported = nemotron_art("import", *(a.format(**places) for a in args), cwd=tmp_path, env=env)
+    assert imported.returncode == 2 and message in imported.stderr, imported.stderr
+    directory = args[2].format(**places).removesuffix("/blend.json")
+    overrides = [f"stage.path={directory}", "stage.name=not-that", f"stage.type={types[kind]}", *fields]
+    registered = nemotron("stage=register", *overrides, cwd=tmp_path, env=env)
+    assert registered.returncode != 0 and message in registered.stderr, registered.stdout + registered.stderr
+    assert "Traceback" not in registered.stderr
+    assert not (root / "not-that").exists()
+
+
+def test_register_reads_the_fields_the_data_states_about_itself(tmp_path, user):
+    """Shared with import: an SFT directory's metadata.json gives pack_size and counts, the RL splits are found."""
+    root = tmp_path / "store"
+    env = clean_env(NEMOTRON_ARTIFACTS_ROOT=root)
+    for path, name, kind in ((user["sft"], "packed", "SFTDataArtifact"), (user["rl"], "rl", "SplitJsonlDataArtifact")):
+        ok(
+            nemotron(
+                "stage=register",
+                f"stage.path={path}",
+                f"stage.name={name}",
+                f"stage.type={kind}",
+                cwd=tmp_path,
+                env=env,
+            )
+        )
+    sft = manifest(root, "packed", 1)["metadata"]
+    assert sft["pack_size"] == 512 and sft["total_sequences"] == 42 and sft["num_shards"] == 2
+    rl = manifest(root, "rl", 1)["metadata"]
+    assert rl["train"] == str(user["rl"] / "train.jsonl") and rl["val"] == str(user["rl"] / "validation.jsonl")
+    assert rl["total_sequences"] == 4
