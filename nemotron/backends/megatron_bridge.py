@@ -111,7 +111,14 @@ def run(cfg: DictConfig, mode: Mode) -> ModelArtifact | None:
         base = load_input(cfg, params.model_uri, ModelArtifact)
         data = load_input(cfg, params.data_uri, SFTDataArtifact)
     config = build_config(cfg, mode, params, cluster, data, out, base=base)
-    recipe = recipe_name(cfg, mode)
+    perf = _perf_recipe(cfg, mode, cluster)
+    recipe = perf.recipe if perf else recipe_name(cfg, mode)
+    if perf:
+        log.info(
+            "Starting from Megatron-Bridge's performance recipe %s (measured on %d x %s): its layout and batch "
+            "replace model.parallelism and model.batch.%s; its env_vars are exported at job start.",
+            perf.recipe, cluster.world_size, cfg.launcher.gpu_type, mode,
+        )
     config_path, script_path = out / CONFIG_FILE, out / SCRIPT_FILE
     hf = hf_source(cfg, mode)
     if params.dry_run:
@@ -146,11 +153,14 @@ def build_config(
 ) -> dict[str, Any]:
     """The ConfigContainer values our config owns, as a nested dict with Megatron-Bridge v0.6 field names."""
     model = cfg.model
-    parallel = parallelism(model)
+    perf = _perf_recipe(cfg, mode, cluster)  # its measured layout replaces model.parallelism and model.batch
+    parallel = perf.parallelism if perf else parallelism(model)
     check_parallelism(parallel, cluster)
     batch = OmegaConf.to_container(model.batch[mode], resolve=True) if "batch" in model else {}
     assert isinstance(batch, dict)
     global_batch, micro_batch = int(batch.get("global_batch_size", 8)), int(batch.get("micro_batch_size", 1))
+    if perf:
+        global_batch, micro_batch = perf.global_batch_size, perf.micro_batch_size
     if mode == "sft":
         assert isinstance(data, SFTDataArtifact)
         seq_length = data.pack_size
@@ -449,6 +459,100 @@ def serve_hf_repo_offline(repo: str, config_dir: Path, cache: Path) -> dict[str,
     return {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
 
 
+# -- Megatron-Bridge's performance recipes ---------------------------------------------------------------------
+
+# megatron.bridge.perf_recipes (0.6.2): the layouts NVIDIA measured per model, GPU type and GPU count (BF16), with
+# the process environment they were measured with in `cfg.env_vars`. Our recipe -> {(gpu type, GPUs): layout as
+# (TP, PP, CP, EP, ETP, sequence_parallel, global batch, micro batch)}; tests/realmb checks each against the wheel.
+PERF_RECIPES: dict[str, tuple[str, dict[tuple[str, int], tuple[int, int, int, int, int, bool, int, int]]]] = {
+    "megatron.bridge.recipes.nemotronh:nemotron_3_nano_pretrain_config": (
+        "megatron.bridge.perf_recipes.nemotronh",
+        {
+            ("h100", 16): (1, 1, 1, 8, 1, False, 1024, 1),
+            ("b200", 8): (1, 1, 1, 8, 1, False, 512, 2),
+            ("b300", 8): (1, 1, 1, 8, 1, False, 512, 4),
+            ("gb200", 8): (1, 1, 1, 8, 1, False, 512, 2),
+            ("gb300", 8): (1, 1, 1, 8, 1, False, 512, 4),
+            ("vr200", 8): (1, 1, 1, 8, 1, False, 512, 4),
+        },
+    ),
+}
+# What a performance recipe sets for a 50-step benchmark rather than a training run (perf_recipes/_common.py
+# `_benchmark_common` and the recipes' forced MoE load balancing): a job started from one takes these from the
+# model's own recipe, so it trains, evaluates, checkpoints and routes tokens as that recipe does.
+BENCHMARK_ONLY = (
+    "train.train_iters",
+    "train.eval_iters",
+    "scheduler.lr_decay_iters",
+    "scheduler.lr_warmup_iters",
+    "checkpoint.save",
+    "logger.log_interval",
+    "logger.tensorboard_dir",
+    "ddp.check_for_nan_in_grad",
+    "ddp.check_for_large_grads",
+    "rerun_state_machine.check_for_nan_in_loss",
+    "tokenizer.use_tokenizer_vocab_size",
+    "model.moe_router_force_load_balancing",
+)
+
+
+@dataclass(frozen=True)
+class PerfRecipe:
+    """A Megatron-Bridge performance recipe for this model on these GPUs, and the layout it was measured with."""
+
+    recipe: str  # module:function
+    base: str  # the model's own recipe (module:function)
+    parallelism: Parallelism
+    global_batch_size: int
+    micro_batch_size: int
+
+
+def perf_recipe_for(recipe: str, gpu_type: str | None, gpus: int) -> PerfRecipe | None:
+    """The performance recipe Megatron-Bridge ships for `recipe` (the model's recipe for this mode) on `gpus` GPUs of
+    `gpu_type` (launcher.gpu_type, e.g. h100), or None: the job then starts from `recipe` and model.parallelism."""
+    module, layouts = PERF_RECIPES.get(recipe, ("", {}))
+    gpu = (gpu_type or "").strip().lower()
+    layout = layouts.get((gpu, gpus))
+    if layout is None:
+        return None
+    tp, pp, cp, ep, etp, sp, global_batch, micro_batch = layout
+    function = recipe.partition(":")[2].removesuffix("_config")
+    parallel = Parallelism(
+        tensor_model_parallel_size=tp,
+        pipeline_model_parallel_size=pp,
+        context_parallel_size=cp,
+        expert_model_parallel_size=ep,
+        expert_tensor_parallel_size=etp,
+        sequence_parallel=sp,
+    )
+    return PerfRecipe(f"{module}:{function}_{gpus}gpu_{gpu}_bf16_config", recipe, parallel, global_batch, micro_batch)
+
+
+def _perf_recipe(cfg: DictConfig, mode: Mode, cluster: _cluster.Cluster) -> PerfRecipe | None:
+    launcher = cfg.get("launcher") or {}
+    return perf_recipe_for(recipe_name(cfg, mode), launcher.get("gpu_type"), cluster.world_size)
+
+
+def _perf_base(recipe: str) -> str | None:
+    """The model recipe a performance recipe (`module:function` in PERF_RECIPES) was derived from, else None."""
+    module, _, function = recipe.partition(":")
+    for base, (perf_module, layouts) in PERF_RECIPES.items():
+        stem = base.partition(":")[2].removesuffix("_config")
+        if module == perf_module and any(function == f"{stem}_{n}gpu_{gpu}_bf16_config" for gpu, n in layouts):
+            return base
+    return None
+
+
+def _with_training_policy(container: Any, base: Any) -> Any:
+    """`container` (a performance recipe's) with the BENCHMARK_ONLY fields of `base` (the model's own recipe)."""
+    for path in BENCHMARK_ONLY:
+        section, _, field = path.partition(".")
+        source, target = getattr(base, section, None), getattr(container, section, None)
+        if source is not None and target is not None and hasattr(source, field):
+            setattr(target, field, getattr(source, field))
+    return container
+
+
 # -- the submission -------------------------------------------------------------------------------------------
 
 
@@ -605,7 +709,9 @@ def load_recipe(recipe: str) -> Any:
         if (exc.name or "").startswith("megatron"):
             raise NemotronError(NOT_INSTALLED) from exc
         raise
-    return getattr(module, function)()
+    container = getattr(module, function)()
+    base = _perf_base(recipe)
+    return _with_training_policy(container, load_recipe(base)) if base else container
 
 
 def apply_config(container: Any, values: Mapping[str, Any]) -> Any:
