@@ -368,3 +368,44 @@ def test_launcher_check_reads_model_parallelism_only():
         check_parallelism(job, {"nodes": 2, "gpus_per_node": 6})
     with pytest.raises(ClusterError, match="Expert parallelism needs 8 GPUs"):
         check_parallelism(job, {"nodes": 1, "gpus_per_node": 4})
+
+
+REAL_MB_CHECK = """
+import sys, types
+from pathlib import Path
+from megatron.bridge.recipes.utils.dataset_utils import default_squad_config
+from megatron.bridge.data.builders.gpt_sft import GPTSFTDatasetBuilder
+from nemotron.backends.megatron_bridge import _sft_dataset_object, sft_dataset, Parallelism
+from nemotron.artifacts import SFTDataArtifact
+root, out = Path(sys.argv[1]), Path(sys.argv[2])
+recipe = default_squad_config(seq_length=2048, enable_offline_packing=True)  # what the SFT recipes start from
+data = SFTDataArtifact(path=str(root), name="x", pack_size=4096, num_shards=1)
+ds = _sft_dataset_object(recipe, sft_dataset(data, Parallelism(), 4096, 1, "org/tok", out))
+assert ds.hf_dataset is None and ds.num_workers == recipe.num_workers, ds
+tok = types.SimpleNamespace(eos_id=0, pad_id=0, bos_id=1, eod=0, vocab_size=1000)
+builder = GPTSFTDatasetBuilder(ds, tok)
+builder.prepare_data()
+train, _, _ = builder.build()
+print("WIDTH", train.collate_fn([train[0]])["tokens"].shape[1])
+"""
+
+
+def test_sft_dataset_merged_into_the_real_recipe_config(inputs, tmp_path):
+    """Against the real Megatron-Bridge 0.6.2 (scripts/realmb_venv.sh): our values merged into the recipe's
+    GPTSFTDatasetConfig keep its pad_to_max_length, so a batch is pack_size wide, and building the datasets
+    writes nothing into the committed SFT data (no <dataset_root>/packed/)."""
+    import os
+    import subprocess
+
+    python = Path(os.environ.get("REALMB_VENV", Path(__file__).parents[2] / ".venv-realmb")) / "bin" / "python"
+    if not python.exists():
+        pytest.skip("no real Megatron-Bridge venv here (scripts/realmb_venv.sh builds it)")
+    runs = (f"run.data={inputs['sft']}", f"run.model={inputs['model']}")
+    root = Path(compose(inputs["store"], "sft", *runs).stage.data)
+    repo = Path(__file__).parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{repo / 'tests' / 'realmb' / 'stubs'}{os.pathsep}{repo}"}
+    result = subprocess.run([str(python), "-c", REAL_MB_CHECK, str(root), str(tmp_path)], env=env,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "WIDTH 4096" in result.stdout
+    assert not (root / "packed").exists()
