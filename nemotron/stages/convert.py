@@ -251,8 +251,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error("--to hf needs --hf-model")
         bridge = AutoBridge.from_auto_config(args.source, args.hf_model, trust_remote_code=args.trust_remote_code)
         bridge.export_ckpt(args.source, args.target)
+        _add_tokenizer(args.hf_model, Path(args.target), args.trust_remote_code)
     else:
         AutoBridge.import_ckpt(args.source, args.target, trust_remote_code=args.trust_remote_code)
+
+
+def _add_tokenizer(hf_model: str, target: Path, trust_remote_code: bool) -> None:
+    """The reference model's tokenizer next to the exported weights, where the export did not write one: vLLM and
+    the eval stage read the model directory alone."""
+    if any((target / name).exists() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        return
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(hf_model, trust_remote_code=trust_remote_code).save_pretrained(str(target))
 
 
 if __name__ == "__main__":
