@@ -113,4 +113,3 @@ def redact_override(text: str, values: Iterable[str] | None = None) -> str:
     if sep and is_secret_name(key):
         return f"{key}={REDACTED}"
     return redact_text(text, values)
-

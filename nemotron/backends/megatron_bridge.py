@@ -559,12 +559,18 @@ def _with_training_policy(container: Any, base: Any) -> Any:
 def node_command(
     cluster: _cluster.Cluster, recipe: str, mode: Mode, config_path: Path, hf: HfSource | None = None
 ) -> str:
-    """What each node runs: torchrun over the node's GPUs, rendezvous at the first node."""
-    served = f" --hf-repo {hf.repo} --hf-config {hf.config_dir}" if hf else ""
+    """What each node runs: torchrun over the node's GPUs, rendezvous at the first node. Values are quoted
+    words; the $VARIABLES expand on the node."""
+    word = _cluster.word
+    served = ""
+    if hf:
+        served = f" --hf-repo {word(hf.repo, 'The model repo')} --hf-config {word(hf.config_dir, 'The HF config')}"
     return (
-        f"{cluster.python} -m torch.distributed.run --nnodes=$SLURM_NNODES --node-rank=$SLURM_NODEID "
-        f"--nproc-per-node={cluster.gpus_per_node} --master-addr=$MASTER_ADDR --master-port=$MASTER_PORT "
-        f"-m {ENTRY_MODULE} --recipe {recipe} --mode {mode} --config {config_path}{served}"
+        f"{word(cluster.python, 'launcher.python')} -m torch.distributed.run --nnodes=$SLURM_NNODES "
+        f"--node-rank=$SLURM_NODEID --nproc-per-node={int(cluster.gpus_per_node)} --master-addr=$MASTER_ADDR "
+        f"--master-port=$MASTER_PORT -m {ENTRY_MODULE} --recipe {word(recipe, 'The recipe')} "
+        f"--mode {word(mode, 'The mode')} "
+        f"--config {word(config_path, 'The run directory')}{served}"
     )
 
 
@@ -586,7 +592,7 @@ def submission_script(
         'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         f"export MASTER_PORT={MASTER_PORT}",
         "",
-        f"{srun} bash -c '{node_command(cluster, recipe, mode, config_path, hf)}'",
+        f"{srun} {_cluster.bash_c(node_command(cluster, recipe, mode, config_path, hf))}",
     ]
     return "\n".join(lines) + "\n"
 

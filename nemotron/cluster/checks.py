@@ -20,6 +20,10 @@ from nemotron.errors import NemotronError
 from nemotron.secrets import is_secret_name, redact_text, secret_values
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SBATCH_OPTION = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Launcher keys whose values are shell code by design (run as written), not values to quote.
+_SHELL_CODE = ("setup",)
 # Config keys refused on a submitit command line: narrower than the redaction rule (nemotron.secrets), which
 # also redacts `x.sort_key`-like names it cannot tell apart; these certainly hold credentials.
 _CREDENTIAL_KEY = re.compile(
@@ -70,7 +74,42 @@ def check_settings(params: Mapping[str, Any]) -> None:
             raise ClusterError(
                 f"launcher.container_mounts[{index}]={mount!r}: give one mount per list item, as SRC:DST[:FLAGS]."
             )
+    check_script_values(params)
     check_no_secret_values(params, "the launcher settings")
+
+
+def check_script_values(params: Mapping[str, Any]) -> None:
+    """Every launcher value that reaches the sbatch script stays one quoted word on its own line: no newline
+    or other control character (it would end its `#SBATCH` line, run the rest as a command and make sbatch
+    ignore every `#SBATCH` line after it), `additional_parameters` keys that are option names, and a
+    `python` that is one interpreter. `setup` lines are shell code and are run as written."""
+    for path, text in _strings({k: v for k, v in params.items() if k not in _SHELL_CODE}):
+        check_single_line(f"launcher.{path}", text)
+    for key in params.get("additional_parameters") or {}:
+        if not _SBATCH_OPTION.match(str(key)):
+            raise ClusterError(
+                f"launcher.additional_parameters has the key {str(key)!r}, which is not an sbatch option name "
+                "(letters, digits, - and _, e.g. mail-type). Each key becomes `#SBATCH --KEY=VALUE`."
+            )
+    python = params.get("python")
+    if python is not None and (not str(python).strip() or any(c.isspace() for c in str(python))):
+        raise ClusterError(
+            f"launcher.python={str(python)!r}: give one interpreter, a name on the node's PATH or an absolute path "
+            "without spaces (e.g. python3); it is run as one word. Put environment activation (module load, "
+            "source venv/bin/activate) in launcher.setup."
+        )
+
+
+def check_single_line(what: str, value: Any) -> None:
+    """Refuse a value with a newline or another control character: written into a script it would end its line
+    (the rest runs as a command, and sbatch ignores the `#SBATCH` lines after it)."""
+    text = str(value)
+    if _CONTROL.search(text):
+        raise ClusterError(
+            f"{what}={text!r} contains a newline or another control character, which would end its line of the "
+            "sbatch script: the rest would run as a shell command and sbatch would ignore every #SBATCH line "
+            f"after it. Give {what} on one line, without control characters."
+        )
 
 
 def check_no_secret_values(node: Any, where: str, environ: Mapping[str, str] | None = None) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import submitit
 from submitit.core.utils import FailedJobError, UncompletedJobError
 
-from nemotron.cluster.checks import ClusterError
+from nemotron.cluster.checks import ClusterError, check_script_values, check_single_line
 
 # Launcher settings that are not sbatch/srun parameters (handled here or by the launcher).
 _NOT_SUBMITIT = {
@@ -52,8 +52,13 @@ def executor_parameters(params: Mapping[str, Any], *, auto_mounts: Sequence[str]
 
     Adds what hydra-submitit-launcher 1.2.0 cannot express: `env` as `export` lines before the user's setup
     lines, and the pyxis flags (`--container-image`, `--container-mounts`, `--container-workdir`) first on
-    the srun line, followed by the user's `srun_args`.
+    the srun line, followed by the user's `srun_args`. submitit quotes each `#SBATCH` value and srun argument;
+    values that quoting cannot keep on their line (a newline) are refused here.
     """
+    check_script_values(params)
+    check_single_line("The working directory", workdir)
+    for mount in auto_mounts:
+        check_single_line("The container mount", mount)
     out = {key: value for key, value in params.items() if key not in _NOT_SUBMITIT and value is not None}
     if not params.get("wait", True) and params.get("batch_partition"):
         out["partition"] = params["batch_partition"]
@@ -96,9 +101,15 @@ class ScriptOnlyExecutor(submitit.SlurmExecutor):
 
 
 def make_executor(params: Mapping[str, Any], folder: str, parameters: Mapping[str, Any], render_only: bool = False):
+    """submitit's executor for `parameters`; `launcher.python` is passed as one quoted word (submitit writes
+    its `python` into the srun line as shell text)."""
+    check_single_line("launcher.submitit_folder", folder)
+    python = params.get("python")
     executor_class = ScriptOnlyExecutor if render_only else submitit.SlurmExecutor
     executor = executor_class(
-        folder=folder, max_num_timeout=int(params.get("max_num_timeout") or 0), python=params.get("python")
+        folder=folder,
+        max_num_timeout=int(params.get("max_num_timeout") or 0),
+        python=None if python is None else shlex.quote(str(python)),
     )
     # generic names (timeout_min, mem_gb, tasks_per_node, name) -> sbatch names, as submitit's AutoExecutor does
     executor.update_parameters(**executor._convert_parameters(dict(parameters)))
