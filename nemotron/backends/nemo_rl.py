@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -398,28 +399,6 @@ def _model_parallel(rl: Mapping[str, Any]) -> int:
     return math.prod(int(size) for size in sizes)
 
 
-def check_starting_model(job_config: DictConfig) -> None:
-    """On the submitting host, before anything is submitted: `stage=rl` with model.backend=megatron refuses a
-    starting model NeMo-RL cannot read (starting_model), when its reference already resolves here. One that does
-    not resolve yet (the alias of a pipeline chain's earlier step) is checked by the job when it starts."""
-    from nemotron.tracking.session import ArtifactSettings, Tracking
-
-    stage = job_config.get("stage") or {}
-    if stage.get("_target_") != "nemotron.stages.rl.run" or job_config.model.get("backend") != "megatron":
-        return
-    if OmegaConf.select(job_config, "stage.dry_run", default=False):
-        return  # the stage runs on this host and checks it itself
-    reference = OmegaConf.select(job_config, "run.model", default=None)
-    if not reference or reference == "-":
-        return
-    try:
-        settings = ArtifactSettings.from_config(job_config.get("artifacts"), job_config.get("wandb"))
-        model = Tracking(settings).load(str(reference), ModelArtifact)
-    except NemotronError:
-        return
-    starting_model(job_config, rl_settings(job_config), model)
-
-
 def check_parallelism(rl: Mapping[str, Any], cluster: _cluster.Cluster) -> None:
     """The policy's model-parallel sizes and vLLM's tensor parallel size must fit the allocation."""
     from nemotron.cluster.checks import check_parallel_sizes
@@ -476,9 +455,8 @@ def wait_for_nodes_command(cluster: _cluster.Cluster) -> str:
 
 def grpo_command(cluster: _cluster.Cluster, rl: Mapping[str, Any], config_path: Path) -> str:
     """NeMo-RL's GRPO entry point, run from its checkout on the Ray head's node."""
-    nemo_rl_dir = _cluster.word(rl.get("nemo_rl_dir", "/opt/nemo-rl"), "model.rl.nemo_rl_dir")
-    python, config = _cluster.word(cluster.python, "launcher.python"), _cluster.word(config_path, "The run directory")
-    return f"cd {nemo_rl_dir} && {python} {ENTRY_POINT} --config {config}"
+    nemo_rl_dir = shlex.quote(str(rl.get("nemo_rl_dir", "/opt/nemo-rl")))
+    return f"cd {nemo_rl_dir} && {cluster.python} {ENTRY_POINT} --config {config_path}"
 
 
 def submission_script(
@@ -491,25 +469,23 @@ def submission_script(
     def step(*options: str) -> str:
         return _cluster.srun(cluster, mounts, workdir, *options)
 
-    ray_head = ray_head_command(cluster)
     lines = _cluster.sbatch_header(cluster, "nemotron-rl", out)
     lines += [
         'NODES=($(scontrol show hostnames "$SLURM_JOB_NODELIST"))',
         "export RAY_HEAD=${NODES[0]}",
         "",
         "# Ray head on the first node",
-        f"{step('--nodes=1', '--ntasks=1', '--nodelist=$RAY_HEAD')} {_cluster.bash_c(ray_head + ' --block')} &",
+        f"{step('--nodes=1', '--ntasks=1', '--nodelist=$RAY_HEAD')} bash -c '{ray_head_command(cluster)} --block' &",
         "sleep 10",
     ]
     if cluster.nodes > 1:
         options = (f"--nodes={cluster.nodes - 1}", "--ntasks-per-node=1", "--exclude=$RAY_HEAD")
-        worker = _cluster.bash_c(ray_worker_command(cluster))
-        lines += ["# Ray workers on the other nodes", f"{step(*options)} {worker} &"]
+        lines += ["# Ray workers on the other nodes", f"{step(*options)} bash -c '{ray_worker_command(cluster)}' &"]
     driver = f"{wait_for_nodes_command(cluster)}; {grpo_command(cluster, rl, config_path)}"
     lines += [
         "",
         "# The GRPO driver on the head's node; when it ends the batch script ends and Slurm stops Ray",
-        f"{step('--overlap', '--nodes=1', '--ntasks=1', '--nodelist=$RAY_HEAD')} {_cluster.bash_c(driver)}",
+        f"{step('--overlap', '--nodes=1', '--ntasks=1', '--nodelist=$RAY_HEAD')} bash -c '{driver}'",
     ]
     return "\n".join(lines) + "\n"
 

@@ -202,7 +202,8 @@ def test_tiny_defaults_never_reach_nemo_rl(inputs, tmp_path, hf_model):
     prompt can finish), val_period, prompts per step, group size, KL, checkpoint period; validation runs one batch
     of all its problems. For llama32_1b, 32 x 16 = 512 samples per step = its train_global_batch_size."""
     for model in ("nano3", "llama32_1b"):
-        config, _ = dry_run(inputs, tmp_path / model, f"model={model}", f"run.model={hf_model}")
+        local = [f"model.hf_config={tmp_path}"] if model == "llama32_1b" else []  # its gated tokenizer's copy
+        config, _ = dry_run(inputs, tmp_path / model, f"model={model}", f"run.model={hf_model}", *local)
         assert set(config["grpo"]) == {"seed"}, model
         assert config["loss_fn"] == {"token_level_loss": True}
         assert "save_period" not in config["checkpointing"]
@@ -241,5 +242,17 @@ def test_llama_samples_per_step_vs_global_batch(inputs, tmp_path, hf_model):
     """The old defaults: 16 prompts x 8 generations = 128 samples, train_global_batch_size 512 (NeMo-RL:
     "Total batch size (128) is not a multiple of batch_size (512)")."""
     with pytest.raises(NemotronError, match=r"128 samples per step is not a multiple of train_global_batch_size=512"):
-        dry_run(inputs, tmp_path, "model=llama32_1b", f"run.model={hf_model}",
+        dry_run(inputs, tmp_path, "model=llama32_1b", f"run.model={hf_model}", f"model.hf_config={tmp_path}",
                 "stage.prompts_per_step=16", "stage.group_size=8")  # fmt: skip
+
+
+def test_gated_tokenizer_needs_a_local_copy(inputs, tmp_path, hf_model):
+    """llama32_1b's tokenizer (meta-llama/Llama-3.2-1B) is gated: without model.hf_config the job could not
+    load it; with it, NeMo-RL reads the local copy."""
+    with pytest.raises(NemotronError, match="gated repository.*model.hf_config"):
+        dry_run(inputs, tmp_path / "gated", "model=llama32_1b", f"run.model={hf_model}")
+    local = tmp_path / "llama-config"
+    local.mkdir()
+    config, _ = dry_run(inputs, tmp_path / "local", "model=llama32_1b", f"run.model={hf_model}",
+                        f"model.hf_config={local}")  # fmt: skip
+    assert config["policy"]["tokenizer"] == {"name": str(local)}
