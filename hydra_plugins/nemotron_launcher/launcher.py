@@ -95,6 +95,7 @@ class NemotronSlurmLauncher(BaseSubmititLauncher):
             with open_dict(job_config.hydra.job):
                 job_config.hydra.job.num = idx
             checks.check_parallelism(_parallel_view(job_config), params)
+            _check_starting_model(job_config)
             output_dir = sweep_dir / str(job_config.hydra.sweep.subdir)
             artifacts = slurm.expected_artifacts(job_config)
             planned.append(slurm.PlannedJob(idx, list(filter_overrides(overrides)), str(output_dir), artifacts))
@@ -235,6 +236,13 @@ def _stage_dry_run(config: DictConfig) -> bool:
         return bool(OmegaConf.select(config, "stage.dry_run", default=False))
     except Exception:  # an interpolation only the job can resolve: not a dry run
         return False
+
+
+def _check_starting_model(job_config: DictConfig) -> None:
+    """stage=rl on NeMo-RL: a starting model it cannot read is refused before anything is submitted."""
+    from nemotron.backends.nemo_rl import check_starting_model
+
+    check_starting_model(job_config)
 
 
 def _stage_on_host(config: DictConfig) -> bool:

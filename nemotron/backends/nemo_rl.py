@@ -399,6 +399,28 @@ def _model_parallel(rl: Mapping[str, Any]) -> int:
     return math.prod(int(size) for size in sizes)
 
 
+def check_starting_model(job_config: DictConfig) -> None:
+    """On the submitting host, before anything is submitted: `stage=rl` with model.backend=megatron refuses a
+    starting model NeMo-RL cannot read (starting_model), when its reference already resolves here. One that does
+    not resolve yet (the alias of a pipeline chain's earlier step) is checked by the job when it starts."""
+    from nemotron.tracking.session import ArtifactSettings, Tracking
+
+    stage = job_config.get("stage") or {}
+    if stage.get("_target_") != "nemotron.stages.rl.run" or job_config.model.get("backend") != "megatron":
+        return
+    if OmegaConf.select(job_config, "stage.dry_run", default=False):
+        return  # the stage runs on this host and checks it itself
+    reference = OmegaConf.select(job_config, "run.model", default=None)
+    if not reference or reference == "-":
+        return
+    try:
+        settings = ArtifactSettings.from_config(job_config.get("artifacts"), job_config.get("wandb"))
+        model = Tracking(settings).load(str(reference), ModelArtifact)
+    except NemotronError:
+        return
+    starting_model(job_config, rl_settings(job_config), model)
+
+
 def check_parallelism(rl: Mapping[str, Any], cluster: _cluster.Cluster) -> None:
     """The policy's model-parallel sizes and vLLM's tensor parallel size must fit the allocation."""
     from nemotron.cluster.checks import check_parallel_sizes
