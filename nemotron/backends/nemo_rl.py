@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-import shlex
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -477,8 +476,9 @@ def wait_for_nodes_command(cluster: _cluster.Cluster) -> str:
 
 def grpo_command(cluster: _cluster.Cluster, rl: Mapping[str, Any], config_path: Path) -> str:
     """NeMo-RL's GRPO entry point, run from its checkout on the Ray head's node."""
-    nemo_rl_dir = shlex.quote(str(rl.get("nemo_rl_dir", "/opt/nemo-rl")))
-    return f"cd {nemo_rl_dir} && {cluster.python} {ENTRY_POINT} --config {config_path}"
+    nemo_rl_dir = _cluster.word(rl.get("nemo_rl_dir", "/opt/nemo-rl"), "model.rl.nemo_rl_dir")
+    python, config = _cluster.word(cluster.python, "launcher.python"), _cluster.word(config_path, "The run directory")
+    return f"cd {nemo_rl_dir} && {python} {ENTRY_POINT} --config {config}"
 
 
 def submission_script(
@@ -491,23 +491,25 @@ def submission_script(
     def step(*options: str) -> str:
         return _cluster.srun(cluster, mounts, workdir, *options)
 
+    ray_head = ray_head_command(cluster)
     lines = _cluster.sbatch_header(cluster, "nemotron-rl", out)
     lines += [
         'NODES=($(scontrol show hostnames "$SLURM_JOB_NODELIST"))',
         "export RAY_HEAD=${NODES[0]}",
         "",
         "# Ray head on the first node",
-        f"{step('--nodes=1', '--ntasks=1', '--nodelist=$RAY_HEAD')} bash -c '{ray_head_command(cluster)} --block' &",
+        f"{step('--nodes=1', '--ntasks=1', '--nodelist=$RAY_HEAD')} {_cluster.bash_c(ray_head + ' --block')} &",
         "sleep 10",
     ]
     if cluster.nodes > 1:
         options = (f"--nodes={cluster.nodes - 1}", "--ntasks-per-node=1", "--exclude=$RAY_HEAD")
-        lines += ["# Ray workers on the other nodes", f"{step(*options)} bash -c '{ray_worker_command(cluster)}' &"]
+        worker = _cluster.bash_c(ray_worker_command(cluster))
+        lines += ["# Ray workers on the other nodes", f"{step(*options)} {worker} &"]
     driver = f"{wait_for_nodes_command(cluster)}; {grpo_command(cluster, rl, config_path)}"
     lines += [
         "",
         "# The GRPO driver on the head's node; when it ends the batch script ends and Slurm stops Ray",
-        f"{step('--overlap', '--nodes=1', '--ntasks=1', '--nodelist=$RAY_HEAD')} bash -c '{driver}'",
+        f"{step('--overlap', '--nodes=1', '--ntasks=1', '--nodelist=$RAY_HEAD')} {_cluster.bash_c(driver)}",
     ]
     return "\n".join(lines) + "\n"
 
