@@ -225,3 +225,58 @@ def test_read_only_root(store, tmp_path):
     _assert_clear_error(result, "Cannot write to the artifact store root")
     assert "Read-only file system" in result.stderr
     assert list(root.iterdir()) == []
+
+
+SLOW_STAGE_YAML = """\
+# @package _global_
+stage:
+  _target_: slow_stage.run
+  started: ???
+"""
+
+SLOW_STAGE_CODE = """\
+import time
+from pathlib import Path
+
+
+def run(cfg):
+    Path(cfg.stage.started).touch()
+    time.sleep(300)
+"""
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
+    """SIGINT while a stage runs: `interrupted` on one line, exit status 130, no traceback, nothing committed."""
+    import signal
+    import time
+
+    (tmp_path / "conf" / "stage").mkdir(parents=True)
+    (tmp_path / "conf" / "stage" / "slow.yaml").write_text(SLOW_STAGE_YAML)
+    (tmp_path / "slow_stage.py").write_text(SLOW_STAGE_CODE)
+    started, root = tmp_path / "started", tmp_path / "store"
+    args = ["--config-dir", tmp_path / "conf", "stage=slow", f"stage.started={started}"]
+    args.append(f"artifacts.manifest.root={root}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nemotron", *map(str, args)],
+        cwd=tmp_path,
+        env=clean_env(PYTHONPATH=tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the stage never started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted", stderr
+    assert stdout == ""
+    assert not root.exists() or not any(root.glob("*/v*/manifest.json"))
