@@ -64,9 +64,11 @@ class NemotronSlurmLauncher(BaseSubmititLauncher):
         (multirun.yaml holds the command line), so a refused credential is never saved."""
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         from nemotron.cluster import checks
+        from nemotron.tracking.settings import load_env_file
 
         params = self.params
         with _launch_errors():
+            load_env_file()  # a broken env.toml fails here, not in every job after submission
             checks.check_settings(params)
             checks.check_overrides(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
             checks.check_no_secret_values(OmegaConf.to_container(config, resolve=False), "the job's config")

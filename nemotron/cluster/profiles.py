@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -152,16 +151,12 @@ def profile_config(data: dict[str, Any], name: str, source: str = "env.toml") ->
 
 
 def load_profiles(path: Path) -> dict[str, Any]:
-    """Parse env.toml (any error is a ProfileError naming the file)."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
+    """Parse and check env.toml as every reader does (nemotron.tracking.settings): any error names the file."""
+    from nemotron.tracking.settings import check_env_data, parse_env_file
 
-    try:
-        return tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ProfileError(f"{path} cannot be read as TOML: {exc}.") from exc
+    data = parse_env_file(Path(path))
+    check_env_data(data, str(path))
+    return data
 
 
 _TIME = re.compile(r"^(?:(?P<days>\d+)-)?(?P<rest>\d+(?::\d+){0,2})$")

@@ -145,3 +145,41 @@ def test_bad_env_file_is_a_clear_error(tmp_path, data, problem):
     assert phrase in result.stderr
     assert str(env_file) in result.stderr
     assert not (cwd / "artifacts").exists()
+
+
+# (id, env.toml bytes, phrases the one-paragraph error must contain)
+BAD_ENV_TOML = [
+    ("not-utf8", b'[wandb]\nproject = "\xff\xfe"\n', ["is not valid UTF-8", "byte 0xff"]),
+    ("project-not-a-string", b"[wandb]\nproject = 5\n", ["[wandb] project = 5 must be a string"]),
+    ("root-not-a-string", b"[artifacts.manifest]\nroot = 5\n", ["[artifacts.manifest] root = 5 must be a string"]),
+    ("typo-in-key", b'[wandb]\nprojct = "x"\n', ["[wandb] has the key projct", "Did you mean project?",
+                                                  "Known keys of [wandb]: entity, group"]),
+    ("typo-in-nested-key", b'[artifacts.manifest]\nrot = "/x"\n', ["has the key rot", "Did you mean root?"]),
+    ("loose-top-level-key", b'root = "/x"\n', ["top-level key root", "Did you mean root under [artifacts.manifest]?"]),
+    ("typo-in-section", b'[wandbb]\nproject = "x"\n', ["[wandbb] holding project: did you mean [wandb]?"]),
+    ("profile-named-like-a-packaged-launcher", b'[slurm]\nexecutor = "slurm"\npartition = "batch"\n',
+     ["has a profile [slurm], but launcher=slurm always selects the packaged launcher", "[slurm-team]"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("content", "phrases"), [c[1:] for c in BAD_ENV_TOML], ids=[c[0] for c in BAD_ENV_TOML])
+def test_env_toml_errors_are_one_paragraph_and_commit_nothing(tmp_path, data, content, phrases):
+    """A broken env.toml fails the run (exit 1) with one paragraph naming the file and the key, before any
+    work: never a warning and exit 0, never a value used silently."""
+    env_file = tmp_path / "env.toml"
+    env_file.write_bytes(content)
+    store = tmp_path / "store"
+    result = _register(tmp_path, clean_env(), data, f"artifacts.manifest.root={store}")
+    assert result.returncode != 0, result.stderr
+    assert "Traceback" not in result.stderr and "warnings.warn" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if str(env_file) in line]
+    assert len(lines) == 1 and all(phrase in lines[0] for phrase in phrases), result.stderr
+    assert not store.exists() and result.stdout == ""
+    art = nemotron_art("ls", cwd=tmp_path, env=clean_env())  # the root rule reads env.toml too
+    assert art.returncode != 0 and "Traceback" not in art.stderr and str(env_file) in art.stderr, art.stderr
+
+
+def test_a_local_profile_that_behaves_like_the_packaged_one_is_accepted(tmp_path, data):
+    """Seed env.toml files often have [local] (executor local): the packaged launcher=local does the same."""
+    (tmp_path / "env.toml").write_text('[local]\nexecutor = "local"\n[wandb]\nproject = "p"\ntags = ["a"]\n')
+    ok(_register(tmp_path, clean_env(), data, f"artifacts.manifest.root={tmp_path / 'store'}"))
