@@ -529,7 +529,7 @@ def require_nemo_rl(rl: Mapping[str, Any], image: str = IMAGE) -> None:
     nemo_rl_dir = Path(str(rl.get("nemo_rl_dir", "/opt/nemo-rl")))
     entry = nemo_rl_dir / ENTRY_POINT
     if not entry.is_file():
-        raise NemotronError(f"{entry} does not exist. {NOT_INSTALLED}")
+        raise NemotronError(f"{entry} does not exist. {NOT_INSTALLED.replace(IMAGE, image)}")
     found = _cluster.installed_version("nemo-rl", "nemo_rl", nemo_rl_dir / "nemo_rl" / "package_info.py")
     _cluster.require_library(
         "NeMo-RL",

@@ -160,3 +160,31 @@ def test_bad_backend_input_is_one_paragraph_before_submitting(project, inputs, t
     assert result.returncode != 0
     assert message in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
     assert not any(tmp_path.glob("*.sbatch"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("stage", "message"),
+    [
+        ("pretrain", "Megatron-Bridge is not installed in this environment, and nemotron's Megatron-Bridge backend "
+                     "needs Megatron-Bridge 0.6 or newer. Run it in nvcr.io#nvidia/nemo:26.08"),
+        ("rl", "NeMo-RL is not installed in this environment"),
+    ],
+)
+def test_a_real_run_without_the_library_is_one_paragraph_naming_the_image(project, inputs, tmp_path, stage, message):
+    """What a job started in the wrong container prints: the same check runs at job start (here: this machine,
+    which has neither library), before torchrun or Ray, and nothing is committed."""
+    runs = [f"run.data={project['data']}"] if stage == "pretrain" else [
+        f"run.data={inputs['rl']}", f"run.model={inputs['models']['megatron']}"]
+    before = tree(project["store"])
+    result = nemotron(
+        f"stage={stage}", "model=nano3", "launcher=local", f"artifacts.manifest.root={project['store']}",
+        f"stage.output_dir={tmp_path}", f"model.rl.nemo_rl_dir={tmp_path / 'none'}", *runs,
+        cwd=project["work"], env=project["env"],
+    )  # fmt: skip
+    assert result.returncode != 0
+    printed = " ".join(result.stderr.split())
+    assert message in printed and "Traceback" not in result.stderr
+    if stage == "rl":
+        assert "nvcr.io#nvidia/nemo-rl:v0.7.0" in printed  # model.containers.nemo_rl
+    assert tree(project["store"]) == before and result.stdout == ""
