@@ -20,6 +20,12 @@ on `python -m nemotron.backends.megatron_bridge`, the entry point at the end of 
 recipe, applies the YAML and calls Megatron-Bridge's `pretrain` or `finetune`. Node 0 returns the checkpoint
 directory as a `ModelArtifact` (format `megatron`), which the callback commits with lineage to the data (and,
 for SFT, the base model).
+
+Before anything is submitted (dry run or not), the values are checked as Megatron-Bridge would check them at
+start (each check cites its source line): parallel sizes against the GPUs, global batch against micro batch x
+data parallel, the sequence length against TP/SP/CP, a gated Hugging Face repo the recipe reads without a local
+`model.hf_config`. Settings our config does not give (null in `model.train.<mode>`) stay the recipe's. At job
+start the interpreter must have Megatron-Bridge >= 0.6 (`model.containers.megatron_bridge` names the image).
 """
 
 from __future__ import annotations

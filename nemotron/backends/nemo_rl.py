@@ -12,6 +12,12 @@ Ray runs inside the Slurm allocation: the first node starts the Ray head, the ot
 the first node then runs NeMo-RL's GRPO entry point (`examples/run_grpo.py --config FILE`), which places its
 workers on the whole Ray cluster. Node 0 returns the checkpoint directory as a `ModelArtifact` (format
 `nemo_rl`) whose `base_model` is the pinned starting model.
+
+NeMo-RL is not on PyPI, so its v0.7.0 run-time assertions are encoded here as pre-submit checks (`check_grpo`,
+each citing its source line) on the generated config merged with the base config's values: at least one
+validation batch, the packing pad factor against TP/SP/CP, bias-activation fusion against the model's
+activation, samples per step against the global batch, the global batch against data parallel. At job start
+the checkout must be NeMo-RL 0.7 (`model.containers.nemo_rl` names the image).
 """
 
 from __future__ import annotations
