@@ -44,9 +44,12 @@ def store(tmp_path_factory):
     (root / "raw-text" / "aliases" / "gone").write_text("v7")  # a dangling alias, as an older gc could leave
     a_file = base / "a-regular-file"
     a_file.write_text("not a directory\n")
+    broken = make_data(base / "with-a-broken-link")
+    (broken / "gone").symlink_to(base / "no-such-target")  # listed, but cannot be read for its digest
     copies = base / "copies"
     copies.mkdir()
     paths = {"copies": copies, "work": work, "root": root, "config_dir": config_dir, "data": data, "file": a_file}
+    paths["broken"] = broken
     return {**paths, "env": env}
 
 
@@ -98,6 +101,11 @@ NEMOTRON_CASES = [
     ("unknown-typed-field", _register("stage.type=ModelArtifact", "+stage.fields.nope=1"), "nope: Extra inputs"),
     ("missing-data-path", lambda s: ["stage=register", "stage.path=/no/such/dir", "stage.name=x"], "does not exist"),
     ("missing-required-param", lambda s: ["stage=register", "stage.name=x"], "The stage needs a value for path"),
+    (
+        "unreadable-file-in-the-output",
+        lambda s: ["stage=register", f"stage.path={s['broken']}", "stage.name=x"],
+        "Nothing was committed: No such file or directory",
+    ),
     (
         "root-beneath-a-file",
         _register("artifacts.manifest.root={file}/store"),
