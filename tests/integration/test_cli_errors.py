@@ -3,6 +3,7 @@ and nothing written to the store."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -288,3 +289,16 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     assert stderr.strip().splitlines()[-1] == "interrupted", stderr
     assert stdout == ""
     assert not root.exists() or not any(root.glob("*/v*/manifest.json"))
+
+
+def test_ls_lists_every_name_even_when_one_is_damaged(store):
+    """A corrupt manifest (broken:v1) or a `latest` hint past the end shows on its own row; `ls` still lists the
+    other names and exits 0 (fsck is the command that fails on damage)."""
+    root = store["copies"] / "ls-damaged"
+    shutil.copytree(store["root"], root)
+    (root / "raw-text" / "latest").write_text("v999")
+    result = nemotron_art("ls", "--json", "--root", root, cwd=store["work"], env=store["env"])
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["raw-text"]["latest"] == "v1"
+    assert rows["broken"]["type"].startswith("error: The manifest of broken:v1") and "corrupt" in rows["broken"]["type"]
