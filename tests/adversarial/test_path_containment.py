@@ -74,11 +74,13 @@ def _write(directory: Path, files: dict[str, str]) -> Path:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
-    """A real bundle of model:v1 and its input raw:v1 (raw first in the index), exported from a real store."""
+    """A real bundle of model:v1 and its input raw:v1 (raw first in the index, with an internal relative link),
+    exported from a real store."""
     from nemotron.artcli import main
 
     base = tmp_path_factory.mktemp("template")
     raw = _write(base / "raw", {"a.txt": "alpha\n", "sub/b.txt": "beta\n"})
+    (raw / "sub" / "a-link.txt").symlink_to("../a.txt")  # a relative link inside the copy is legitimate
     model = _write(base / "model", {"weights.bin": "w" * 64})
     _commit(base / "source", raw, "raw")
     _commit(base / "source", model, "model", ("raw",))
@@ -127,6 +129,12 @@ class Workspace:
         _write(self.w / "outside", {"precious.txt": "not nemotron's", "deep/er.txt": "also not"})
         _write(self.w / "site", {"keep.txt": "beside the bundle"})
         self.secret = _write(self.w / "secret", {"passwd": "root:x:0:0::/root:/bin/sh\n"}) / "passwd"
+        self.originals = [dict(entry) for entry in self.index()["artifacts"]]  # what edits plant copies of
+
+    def sandboxed(self, path: Path) -> Path:
+        """`path`, after making sure that the test itself only ever removes or moves things inside W."""
+        assert Path(os.path.realpath(path.parent)).is_relative_to(self.w) and path.is_relative_to(self.w), path
+        return path
 
     def index(self) -> dict[str, Any]:
         return json.loads((self.bundle / "nemotron-bundle.json").read_text())
@@ -170,7 +178,8 @@ def _digest(path: Path) -> str:
 
 
 def _plant_copy(source: Path, landed: Path | None) -> None:
-    if landed is None or os.path.lexists(landed) or not source.exists():
+    """A copy of the bundle's own `source` at `landed`, so that an edit pointing there passes every digest."""
+    if landed is None or os.path.lexists(landed) or not source.exists() or landed.is_relative_to(source):
         return
     with contextlib.suppress(OSError):  # a name the file system refuses: the edit stays, nothing is planted
         landed.parent.mkdir(parents=True, exist_ok=True)
@@ -185,36 +194,37 @@ def _edit(ws: Workspace, edit: tuple) -> None:
     index = ws.index()
     kind = edit[0]
     entry = index["artifacts"][edit[1]] if kind in ("data", "manifest", "file", "link-copy", "link-file") else None
-    copy = ws.bundle / entry["data"] if entry and isinstance(entry.get("data"), str) else None
+    original = ws.originals[edit[1]] if entry is not None else {}
+    copy = ws.bundle / original["data"] if original.get("data") else None  # the export's copy, never an edit's
     if kind == "data":
         if copy is not None:
             _plant_copy(copy, ws.place(edit[2], ws.bundle))
         entry["data"] = edit[2].replace("{W}", str(ws.w))
     elif kind == "manifest":
-        _plant_copy(ws.bundle / entry["manifest"], ws.place(edit[2], ws.bundle))
+        _plant_copy(ws.bundle / original["manifest"], ws.place(edit[2], ws.bundle))
         entry["manifest"] = edit[2].replace("{W}", str(ws.w))
     elif kind == "file" and copy is not None:
-        _plant_copy(copy / entry["files"][0]["path"], ws.place(edit[2], copy))
+        _plant_copy(copy / original["files"][0]["path"], ws.place(edit[2], copy))
         entry["files"][0]["path"] = edit[2].replace("{W}", str(ws.w))
     elif kind == "link-copy" and copy is not None and copy.is_dir() and not copy.is_symlink():
         elsewhere = ws.w / f"elsewhere-{edit[1]}"
         if not elsewhere.exists():
             shutil.copytree(copy, elsewhere, symlinks=True)
-        shutil.rmtree(copy)
+        shutil.rmtree(ws.sandboxed(copy))
         copy.symlink_to(elsewhere, target_is_directory=True)
-    elif kind == "link-file" and copy is not None and (copy / entry["files"][0]["path"]).is_file():
-        victim = copy / entry["files"][0]["path"]
+    elif kind == "link-file" and copy is not None and (copy / original["files"][0]["path"]).is_file():
+        victim = ws.sandboxed(copy / original["files"][0]["path"])
         victim.unlink()
         victim.symlink_to(ws.secret)
         entry["files"][0].update(size=ws.secret.stat().st_size, digest=_digest(ws.secret))
     elif kind == "link-top" and (ws.bundle / edit[1]).is_dir() and not (ws.bundle / edit[1]).is_symlink():
         moved = ws.w / f"moved-{edit[1]}"
-        shutil.move(ws.bundle / edit[1], moved)
+        shutil.move(ws.sandboxed(ws.bundle / edit[1]), moved)
         (ws.bundle / edit[1]).symlink_to(moved, target_is_directory=True)
     elif kind == "owner-link":
         (ws.w / "owner-elsewhere.json").write_text(json.dumps({"store": str(ws.store)}))
         with contextlib.suppress(FileNotFoundError):
-            (ws.bundle / "owner.json").unlink()
+            ws.sandboxed(ws.bundle / "owner.json").unlink()
         (ws.bundle / "owner.json").symlink_to(ws.w / "owner-elsewhere.json")
     elif kind in ("store-path", "store-bundle"):
         record_file = ws.store / ("raw", "model")[edit[1]] / "v1" / "manifest.json"
@@ -228,13 +238,14 @@ def _edit(ws: Workspace, edit: tuple) -> None:
     ws.save(index)
 
 
-def _art(*argv: str) -> tuple[int, str]:
+def _art(*argv: str) -> tuple[int, str, str]:
+    """`nemotron-art ARGV` in this process: (exit code, stderr, stdout)."""
     from nemotron.artcli import main
 
-    err = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(argv))
-    return code, err.getvalue()
+    return code, err.getvalue(), out.getvalue()
 
 
 def _manifests(store: Path) -> list[dict[str, Any]]:
@@ -250,7 +261,7 @@ def _import(ws: Workspace) -> int:
     """import-bundle: a clean import or a one-paragraph refusal, opening nothing outside the bundle and store."""
     owner_before = os.path.lexists(ws.bundle / "owner.json")
     with _recording() as opened:
-        code, err = _art("--root", str(ws.store), "import-bundle", str(ws.bundle))
+        code, err, _ = _art("--root", str(ws.store), "import-bundle", str(ws.bundle))
     assert code in (0, 2) and "Traceback" not in err, err
     event(f"import exit {code}")
     if code == 2:  # refused: one clear paragraph, nothing committed, no claim made
@@ -270,8 +281,9 @@ def _supersede_then_gc(ws: Workspace) -> None:
     _commit(ws.store, user, "raw")
     _commit(ws.store, user, "model")
     before = ws.snapshot()
-    code, err = _art("--root", str(ws.store), "gc", "--keep-last", "0", "--data", "--apply", "--json")
+    code, err, out = _art("--root", str(ws.store), "gc", "--keep-last", "0", "--data", "--apply", "--json")
     assert code == 0, err
+    event(f"gc deleted {len(json.loads(out)['delete_data'])} data copies")
     assert ws.snapshot() == before, "gc changed something outside the bundle's data copies"
     assert ws.secret.read_text() == "root:x:0:0::/root:/bin/sh\n"
 
@@ -318,8 +330,8 @@ def test_an_untouched_bundle_imports_and_gc_deletes_exactly_its_data_copies(temp
         _commit(ws.store, user, "raw")
         _commit(ws.store, user, "model")
         before = ws.snapshot()
-        code, out = _art("--root", str(ws.store), "gc", "--keep-last", "0", "--data", "--apply")
-        assert code == 0, out
+        code, err, _ = _art("--root", str(ws.store), "gc", "--keep-last", "0", "--data", "--apply")
+        assert code == 0, err
         assert not (ws.bundle / "data" / "raw" / "v1").exists() and not (ws.bundle / "data" / "model" / "v1").exists()
         assert ws.snapshot() == before and (ws.bundle / "nemotron-bundle.json").is_file()
     finally:
