@@ -111,18 +111,25 @@ def owned_data_dir(store: ManifestStore, manifest: Manifest, remaining: list[str
 
 def apply_gc(store: ManifestStore, plan: GcPlan, progress=None) -> None:
     """Delete what `plan` lists. A version aliased since the plan was made stays (the store checks under the
-    alias lock): it moves from `plan.delete` to `plan.keep`, and its data stays too."""
+    alias lock), and so does everything it was made from (older, so later in `plan.delete`): they move from
+    `plan.delete` to `plan.keep`, and their data stays too."""
+    protected: dict[str, str] = {}  # ref -> why it stays after all
     for manifest in list(plan.delete):
+        reason = protected.get(manifest.ref)
         try:
-            store.delete_version(
-                manifest.name, manifest.version, event={"by": "nemotron-art gc", "type": manifest.type}
-            )
+            if reason is None:
+                store.delete_version(
+                    manifest.name, manifest.version, event={"by": "nemotron-art gc", "type": manifest.type}
+                )
         except VersionInUseError as exc:
+            reason = str(exc).split(": ", 1)[-1].rstrip(".")
+        if reason is not None:
             plan.delete.remove(manifest)
             plan.data.pop(manifest.ref, None)
-            plan.keep.setdefault(manifest.ref, []).append(str(exc).split(": ", 1)[-1].rstrip("."))
+            plan.keep.setdefault(manifest.ref, []).append(reason)
+            protected.update({used: f"upstream of {manifest.ref}" for used in manifest.used_artifacts})
             if progress:
-                progress(f"kept {manifest.ref}: {exc}")
+                progress(f"kept {manifest.ref}: {reason}")
             continue
         if progress:
             progress(manifest.ref)

@@ -645,20 +645,25 @@ def test_a_stale_alias_lock_is_broken(root):
 
 
 def test_gc_never_deletes_a_version_aliased_after_its_plan(root):
-    """The gc end: the plan was made before `alias model:v2 keep`; deleting checks again, under the lock."""
+    """The gc end: the plan was made before `alias model:v1 keep`; deleting checks again, under the lock, and
+    keeps what model:v1 was made from (data:v1) too."""
     from nemotron.tracking.gc import apply_gc, plan_gc
 
     store = ManifestStore(root)
-    committed(store, "model", 4)
+    committed(store, "data", 2)
+    for used in ("data:v1", "data:v2", "data:v2", "data:v2"):
+        store.commit("model", {**record(), "used_artifacts": [used]})
     plan = plan_gc(store, keep_last=1)
-    assert sorted(m.ref for m in plan.delete) == ["model:v1", "model:v2", "model:v3"]
-    store.set_alias("model:v2", "keep")
-    deleted = []
-    apply_gc(store, plan, progress=deleted.append)
-    assert store.versions("model") == [2, 4]
-    assert store.resolve("model:keep").version == 2
-    assert [m.ref for m in plan.delete] == ["model:v3", "model:v1"] and "model:v2" in plan.keep
-    assert any(item.startswith("kept model:v2") for item in deleted)
+    assert sorted(m.ref for m in plan.delete) == ["data:v1", "model:v1", "model:v2", "model:v3"]
+    store.set_alias("model:v1", "keep")
+    said = []
+    apply_gc(store, plan, progress=said.append)
+    assert store.versions("model") == [1, 4] and store.versions("data") == [1, 2]
+    assert store.resolve("model:keep").version == 1
+    assert sorted(m.ref for m in plan.delete) == ["model:v2", "model:v3"]
+    assert plan.keep["model:v1"] == ["the alias keep points at it"]
+    assert plan.keep["data:v1"] == ["upstream of model:v1"]
+    assert "kept model:v1: the alias keep points at it" in said and "kept data:v1: upstream of model:v1" in said
 
 
 def test_alias_refuses_a_version_gc_is_deleting(root):
