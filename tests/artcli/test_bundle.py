@@ -270,3 +270,28 @@ def test_a_version_with_files_but_no_data_copy_in_the_bundle_is_refused(pipeline
     result = _art(tmp_path / "store", tmp_path, "import-bundle", str(bundle), expect=2)
     assert "records 2 file(s) but the bundle carries no copy of them" in result.stderr
     assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda index: index.update(artifacts={"not": "a list"}), "the index's artifacts are not a list"),
+        (lambda index: index["artifacts"].append("raw-text:v9"), "is not an object"),
+        (lambda index: index["artifacts"][0].pop("manifest"), "manifest is missing or not a string"),
+        (lambda index: index["artifacts"][0].update(files=5), "files is not a list"),
+        (lambda index: index["artifacts"][0]["files"][0].update(size=-1), "files is not a list"),
+        (lambda index: index["artifacts"][0]["files"][0].update(digest="crc:0"), "files is not a list"),
+        (lambda index: index["artifacts"][0].update(data_is_file="yes"), "data_is_file is not true/false"),
+        (lambda index: index["artifacts"].append(dict(index["artifacts"][0])), "raw-text:v1 is listed twice"),
+    ],
+    ids=["artifacts", "entry", "manifest", "files", "size", "digest", "data-is-file", "twice"],
+)
+def test_a_malformed_index_is_a_clear_error_not_a_traceback(pipeline, tmp_path, edit, message):
+    bundle = tmp_path / "bundle"
+    _art(pipeline["root"], tmp_path, "export", "raw-text", "--closure", str(bundle))
+    index = json.loads((bundle / "nemotron-bundle.json").read_text())
+    edit(index)
+    (bundle / "nemotron-bundle.json").write_text(json.dumps(index))
+    result = _art(tmp_path / "store", tmp_path, "import-bundle", str(bundle), expect=2)
+    assert message in result.stderr and "nothing was imported" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "store").exists()
