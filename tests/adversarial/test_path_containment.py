@@ -25,10 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, event, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 _OPENED: list[str] | None = None  # the audit hook records absolute paths opened while this is a list
 
