@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -112,3 +113,16 @@ def test_a_failing_step_fails_its_job_and_cancels_the_later_ones(local_slurm, tm
     assert committed(root) == {"tokenizer-tiny", "pretrain-data-tiny"}
     log = "".join(p.read_text() for p in (tmp_path / "pipe").glob("02_pretrain/.submitit/*/*_log.err"))
     assert "nothing was committed" in " ".join(log.split())
+
+
+def test_waiting_on_slurm_runs_the_steps_one_after_the_other_pinned_to_exact_versions(local_slurm, tmp_path):
+    root, out = tmp_path / "store", tmp_path / "pipe"
+    command = [sys.executable, "-m", "nemotron", "stage=pipeline", "model=tiny", *SLURM[:-1], *SMALL,
+               f"stage.output_dir={out}", "stage.steps=[pretrain_data,pretrain]"]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, env=clean_env(NEMOTRON_ARTIFACTS_ROOT=root), capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    artifacts = json.loads((out / "results.json").read_text())["artifacts"]
+    assert artifacts["pretrain"]["ModelArtifact"] == "art://pretrain-model-tiny:v1"
+    record = json.loads((root / "pretrain-model-tiny" / "v1" / "manifest.json").read_text())
+    assert "pretrain-data-tiny:v1" in record["used_artifacts"] and record["run"]["slurm_job_id"]
