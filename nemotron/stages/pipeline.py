@@ -29,6 +29,7 @@ import json
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -220,40 +221,63 @@ def _evaluate_all(produced: dict[str, dict[str, str]], shared: list[str], params
 # -- launcher.wait=false on Slurm: one chain of jobs ------------------------------------------------------------
 
 
+@dataclass
+class _Chain:
+    """One chained pipeline run as it is submitted: each step's job id, output references and table row."""
+
+    alias: str
+    shared: list[str]
+    suffix: str
+    dry_run: bool
+    out: Path
+    produced: dict[str, dict[str, str]] = field(default_factory=dict)  # step -> {type: art://NAME:pipe-...}
+    jobs: dict[str, str] = field(default_factory=dict)
+    rows: list[dict[str, str]] = field(default_factory=list)
+
+
 def _submit_chain(cfg: DictConfig, params: PipelineParams, out: Path) -> None:
     """Submit every step as a Slurm job that starts when the jobs it reads from succeeded; print the job ids."""
     alias = run_alias()
-    dry_run = bool(cfg.launcher.get("dry_run", False))
-    shared = [*_shared_overrides(), *_launcher_overrides(), f"++artifacts.alias={alias}"]
-    suffix = str(cfg.get("scale", {}).get("suffix") or "")
-    produced: dict[str, dict[str, str]] = {}  # step -> {artifact type: art://NAME:pipe-...} (committed later)
-    jobs: dict[str, str] = {}
-    rows: list[dict[str, str]] = []
+    chain = _Chain(alias, [*_shared_overrides(), *_launcher_overrides(), f"++artifacts.alias={alias}"],
+                   str(cfg.get("scale", {}).get("suffix") or ""), bool(cfg.launcher.get("dry_run", False)), out)
+    try:
+        _submit_steps(cfg, params, chain)
+    except NemotronError as exc:
+        if not chain.jobs or chain.dry_run:
+            raise
+        subprocess.run(["scancel", *chain.jobs.values()], check=False)
+        raise NemotronError(f"{exc} The jobs this pipeline had submitted ({', '.join(chain.jobs.values())}) were "
+                            "cancelled; one that had already finished keeps what it committed.") from exc  # fmt: skip
+    results = {"alias": alias, "jobs": chain.jobs, "artifacts": chain.produced}
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    _print_chain(chain.rows, alias, chain.jobs, out)
+
+
+def _submit_steps(cfg: DictConfig, params: PipelineParams, chain: _Chain) -> None:
+    """Submit each step in order; an eval step submits one job per trained model."""
+    produced, jobs = chain.produced, chain.jobs
     for number, step in enumerate(params.steps, start=1):
         if step == "eval":
             for trained in (s for s in _evaluated(cfg) if s in jobs):
                 model = produced[trained]["ModelArtifact"]
                 wiring = [f"++run.model={model}", *_wiring(EVAL_INPUTS, produced)]
                 after = [jobs[trained], *_upstream_jobs(EVAL_INPUTS, produced, jobs)]
-                job = _submit(f"eval_{trained}", "eval", [*shared, *_one_node("eval", cfg), *wiring,
-                                                          *params.stage_overrides("eval")],
-                              after, out / f"{number:02d}_eval_{trained}", dry_run)  # fmt: skip
-                jobs[f"eval_{trained}"] = job
-                rows.append({"step": f"eval ({trained})", "job": job, "commits": f"eval-{_name(model)}:{alias}"})
+                overrides = [*chain.shared, *_one_node("eval", cfg), *wiring, *params.stage_overrides("eval")]
+                jobs[f"eval_{trained}"] = job = _submit(f"eval_{trained}", "eval", overrides, after,
+                                                        chain.out / f"{number:02d}_eval_{trained}", chain.dry_run)
+                chain.rows.append({"step": f"eval ({trained})", "job": job,
+                                   "commits": f"eval-{_name(model)}:{chain.alias}"})  # fmt: skip
             continue
         inputs = INPUTS.get(step, {})
         wiring = _wiring(inputs, produced)
         extra = EXTRA.get(step, []) if wiring else []
-        job = _submit(step, step, [*shared, *_one_node(step, cfg), *wiring, *extra, *params.stage_overrides(step)],
-                      _upstream_jobs(inputs, produced, jobs), out / f"{number:02d}_{step}", dry_run)  # fmt: skip
-        jobs[step] = job
-        produced[step] = {kind: f"art://{name}:{alias}" for kind, name in _output_names(step, params, produced,
-                                                                                        suffix).items()}  # fmt: skip
-        commits = ", ".join(f"{_name(ref)}:{alias}" for ref in produced[step].values())
-        rows.append({"step": step, "job": job, "commits": commits})
-    results = {"alias": alias, "jobs": jobs, "artifacts": produced}
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    _print_chain(rows, alias, jobs, out)
+        overrides = [*chain.shared, *_one_node(step, cfg), *wiring, *extra, *params.stage_overrides(step)]
+        jobs[step] = job = _submit(step, step, overrides, _upstream_jobs(inputs, produced, jobs),
+                                   chain.out / f"{number:02d}_{step}", chain.dry_run)  # fmt: skip
+        names = _output_names(step, params, produced, chain.suffix)
+        produced[step] = {kind: f"art://{name}:{chain.alias}" for kind, name in names.items()}
+        commits = ", ".join(f"{name}:{chain.alias}" for name in names.values())
+        chain.rows.append({"step": step, "job": job, "commits": commits})
 
 
 def _one_node(step: str, cfg: DictConfig) -> list[str]:
@@ -273,8 +297,7 @@ def _submit(label: str, step: str, overrides: list[str], after: list[str], job_d
     if after:
         dependency = [f"++launcher.additional_parameters.dependency=afterok:{':'.join(after)}",
                       "++launcher.additional_parameters.kill_on_invalid_dep=yes"]  # fmt: skip
-    lines = _step(step, [*overrides, *dependency], job_dir, "submit",
-                  "scancel on the jobs already submitted (above), then stage=pipeline again")  # fmt: skip
+    lines = _step(step, [*overrides, *dependency], job_dir, "submit", "stage=pipeline once the cause is fixed")
     if dry_run:
         return f"DRYRUN_{label}"
     ids = [str(line["submitted"]) for line in lines if line.get("submitted")]
@@ -296,9 +319,16 @@ def _output_names(step: str, params: PipelineParams, produced: dict[str, dict[st
     names = {}
     for kind, (key, default) in OUTPUTS[step].items():
         base = params.overrides.get(step, {}).get(key, default)
-        if base is None:  # convert: the input's name plus -hf
-            source = _name(_producer(INPUTS[step]["model"][0], "ModelArtifact", produced)[1])
-            base = f"{source.removesuffix(suffix) if suffix else source}-hf"
+        if base is None:  # convert: the input's name plus -hf (or its stage.to)
+            found = _producer(INPUTS[step]["model"][0], "ModelArtifact", produced)
+            if found is None:
+                raise NemotronError(
+                    "A chained pipeline names each step's outputs before they exist: convert without the sft step "
+                    "before it needs its name, +stage.overrides.convert.name=NAME."
+                )
+            source = _name(found[1])
+            target = params.overrides.get(step, {}).get("to") or "hf"
+            base = f"{source.removesuffix(suffix) if suffix else source}-{target}"
         names[kind] = str(base) if not suffix or str(base).endswith(suffix) else f"{base}{suffix}"
     return names
 

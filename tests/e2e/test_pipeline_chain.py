@@ -7,6 +7,7 @@ is committed for them."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -42,14 +43,14 @@ def submit(tmp_path: Path, root: Path, *extra: str) -> tuple[dict, str]:
     return json.loads((tmp_path / "pipe" / "results.json").read_text()), result.stderr
 
 
-def states(jobs: dict[str, str]) -> dict[str, str]:
+def states(jobs: dict) -> dict:
     out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(jobs.values())],
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
     by_id = dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
     return {step: by_id.get(job, "UNKNOWN").split()[0] for step, job in jobs.items()}
 
 
-def wait_for_all(jobs: dict[str, str], timeout_s: float = 900) -> dict[str, str]:
+def wait_for_all(jobs: dict, timeout_s: float = 900) -> dict:
     deadline = time.monotonic() + timeout_s
     while True:
         found = states(jobs)
@@ -126,3 +127,19 @@ def test_waiting_on_slurm_runs_the_steps_one_after_the_other_pinned_to_exact_ver
     assert artifacts["pretrain"]["ModelArtifact"] == "art://pretrain-model-tiny:v1"
     record = json.loads((root / "pretrain-model-tiny" / "v1" / "manifest.json").read_text())
     assert "pretrain-data-tiny:v1" in record["used_artifacts"] and record["run"]["slurm_job_id"]
+
+
+def test_a_step_that_cannot_be_submitted_cancels_the_jobs_already_submitted(local_slurm, tmp_path):
+    root = tmp_path / "store"
+    result = nemotron("stage=pipeline", "model=tiny", *SLURM, *SMALL, f"stage.output_dir={tmp_path / 'pipe'}",
+                      "++stage.overrides.pretrain.steps=100000", "+stage.overrides.convert.no_such_key=1",
+                      cwd=tmp_path, env=clean_env(NEMOTRON_ARTIFACTS_ROOT=root))  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    message = " ".join(result.stderr.split())
+    assert "The pipeline step 'convert' failed to submit" in message and "were cancelled" in message
+    submitted = re.search(r"The jobs this pipeline had submitted \(([\d, ]+)\)", message).group(1).split(", ")
+    steps = ["pretrain_data", "sft_data", "rl_data", "pretrain", "sft"]
+    ended = wait_for_all(dict(zip(steps, submitted, strict=True)))
+    # the data steps may have finished before the cancel (they keep what they committed); the others never ran
+    assert ended["pretrain"] == ended["sft"] == "CANCELLED", ended
+    assert not (root / "pretrain-model-tiny").exists() and not (root / "sft-model-tiny").exists()
