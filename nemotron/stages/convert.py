@@ -69,6 +69,8 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
     backend = str(cfg.model.get("backend", "torch"))
     target = params.to or default_target(backend, source.format)
     plan = plan_conversion(backend, source, target, params.hf_model)
+    if plan == "export":
+        _check_not_gated(cfg, params.hf_model)
     out = fresh_output_dir(params.output_dir, ("model",))
     model_dir = out / "model"
     command = conversion_command(plan, source.path, model_dir, params)
@@ -145,6 +147,18 @@ def plan_conversion(backend: str, source: ModelArtifact, target: Format, hf_mode
             "stage.hf_model=nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16."
         )
     return "export" if target == "hf" else "import"
+
+
+def _check_not_gated(cfg: DictConfig, hf_model: str | None) -> None:
+    """A gated reference repo (model.recipe.hf_repo_gated, e.g. meta-llama) needs a local copy: the job would
+    fail to read its config without a token, or with no network on the node."""
+    recipe = cfg.model.get("recipe") or {}
+    if recipe.get("hf_repo_gated") and hf_model == cfg.model.get("hf_model") and not cfg.model.get("hf_config"):
+        raise NemotronError(
+            f"The conversion reads {hf_model}'s config, a gated Hugging Face repository. Download its config and "
+            f"tokenizer once where you have access (huggingface-cli download {hf_model} --exclude '*.safetensors' "
+            "'*.pth' --local-dir DIR) and set model.hf_config=DIR: the job then downloads nothing."
+        )
 
 
 def artifact_name(cfg: DictConfig, params: ConvertParams, source: ModelArtifact, target: Format) -> str:

@@ -56,6 +56,8 @@ def test_tiny_model_is_copied_through_as_a_new_hf_version_with_lineage(project):
         (("model=nano3", "run.model=sft-model:latest", "model.hf_model=null", "model.hf_config=null"),
          "needs the Hugging Face model"),
         (("model=nano3", "run.model=sft-model:latest"), "Megatron-Bridge is not installed"),
+        (("model=llama32_1b", "run.model=sft-model:latest", "stage.dry_run=true", "launcher=gpu_2x8"),
+         "a gated Hugging Face repository"),
     ],
 )
 def test_what_cannot_be_converted_is_refused_and_nothing_is_committed(project, args, message):
@@ -76,6 +78,15 @@ def test_nano3_dry_run_shows_the_autobridge_conversion_and_its_submission(projec
     assert "-m nemotron.stages.convert --to hf --source" in printed
     assert "--hf-model nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16" in printed
     assert result.stdout == "" and tree(project["store"]) == before
+
+
+def test_llama32_1b_dry_run_with_a_local_config_passes(project):
+    config = project["work"] / "llama-config"
+    config.mkdir(exist_ok=True)
+    (config / "config.json").write_text('{"model_type": "llama"}')
+    result = ok(convert(project, "model=llama32_1b", "launcher=gpu_2x8", "stage.dry_run=true",
+                        "run.model=sft-model:latest", f"model.hf_config={config}"))  # fmt: skip
+    assert f"--hf-model {config}" in " ".join(result.stderr.split())
 
 
 def test_the_default_target_is_the_other_format():
