@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from nemotron.artifacts import ModelArtifact, SplitJsonlDataArtifact
 from nemotron.backends import _cluster
 from nemotron.errors import NemotronError
+from nemotron.job import artifact_name, load_input, output_dir, stage_params
 
 RAY_PORT = 6379
 CONFIG_FILE = "nemo_rl_grpo.yaml"
@@ -83,21 +84,19 @@ class GRPOStageParams(_cluster.BackendStageParams):
 
 def run(cfg: DictConfig) -> ModelArtifact | None:
     """Build the GRPO config for the pinned model and data; print it (dry run) or run it in this allocation."""
-    from nemotron.stages import stage_params
-    from nemotron.stages._training import load_input
-
     params = stage_params(cfg, GRPOStageParams)
     rl = rl_settings(cfg)
     if not params.dry_run:
         require_nemo_rl(rl, str(cfg.model.get("containers", {}).get("nemo_rl") or IMAGE))
     cluster = _cluster.cluster_from_config(cfg, "NeMo-RL") if params.dry_run else _job_cluster(cfg)
-    out = _output_dir(params)
+    out = output_dir(params.output_dir, ("checkpoints",), create=True, resume_if_requeued=True)
     base = load_input(cfg, params.model_uri, ModelArtifact)
     data = load_input(cfg, params.data_uri, SplitJsonlDataArtifact)
     config = build_config(cfg, params, cluster, base, data, out)
     config_path, script_path = out / CONFIG_FILE, out / SCRIPT_FILE
     if params.dry_run:
         inputs = [str(base.path), *(str(Path(p).parent) for p in (data.train, data.val) if p)]
+        inputs += [str(cfg.model.hf_config)] if cfg.model.get("hf_config") else []  # read inside the container
         script = submission_script(cluster, rl, config_path, out, inputs)
         _cluster.write_and_show("NeMo-RL GRPO config", config, config_path, script, script_path)
         return None
@@ -251,16 +250,18 @@ def starting_model(cfg: DictConfig, rl: Mapping[str, Any], base: ModelArtifact) 
     - megatron, with a Megatron policy (`model.rl.megatron_cfg`): `pretrained_checkpoint` with format
       `megatron_bridge` (the checkpoint root; NeMo-RL picks its latest iter_*, nemo_rl/models/megatron/setup.py:378-406
       at v0.7.0, "Supported by the Megatron backend only", nemo_rl/utils/checkpoint.py:37), and `model_name` the
-      Hugging Face model whose config and tokenizer describe the architecture; vLLM starts from dummy weights and
+      Hugging Face model whose config and tokenizer describe the architecture (model.hf_config, a local copy that
+      a node without network or a gated repo needs, else model.hf_model); vLLM starts from dummy weights and
       receives the policy's by refit (nemo_rl/models/generation/__init__.py:48).
     - megatron with a DTensor policy, or nemo_rl: refused, with what to run instead.
     """
     label = base.uri or base.path
     if base.format == "hf":
         return {"model_name": str(base.path)}
-    if base.format == "megatron" and rl.get("megatron_cfg") is not None and cfg.model.get("hf_model"):
+    architecture = cfg.model.get("hf_config") or cfg.model.get("hf_model")  # the local copy first: no network
+    if base.format == "megatron" and rl.get("megatron_cfg") is not None and architecture:
         return {
-            "model_name": str(cfg.model.hf_model),
+            "model_name": str(architecture),
             "pretrained_checkpoint": {"path": str(base.path), "format": "megatron_bridge"},
         }
     if base.format == "megatron":
@@ -269,7 +270,8 @@ def starting_model(cfg: DictConfig, rl: Mapping[str, Any], base: ModelArtifact) 
             "models only"
             if rl.get("megatron_cfg") is None
             else "a Megatron policy can start from it (policy.pretrained_checkpoint), but NeMo-RL then needs the "
-            "Hugging Face model that describes the architecture, and model.hf_model is not set"
+            "Hugging Face model that describes the architecture, and neither model.hf_config nor model.hf_model is "
+            "set"
         )
         raise NemotronError(
             f"{label} is a Megatron checkpoint, and {why}; vLLM, NeMo-RL's generation, needs a Hugging Face model too. "
@@ -572,7 +574,7 @@ def _run_on_node(
         _shell("ray stop", env, "ray stop", check=False)
     return ModelArtifact(
         path=str(config["checkpointing"]["checkpoint_dir"]),
-        name=_artifact_name(cfg, params),
+        name=artifact_name(cfg, params.name),
         format="nemo_rl",
         step=_last_step(Path(config["checkpointing"]["checkpoint_dir"])),
         stage="rl",
@@ -601,14 +603,3 @@ def _slurm_node() -> tuple[int, str]:
     from submitit.slurm.slurm import _parse_node_list
 
     return int(os.environ.get("SLURM_NODEID", 0)), _parse_node_list(os.environ["SLURM_JOB_NODELIST"])[0]
-
-
-def _artifact_name(cfg: DictConfig, params: GRPOStageParams) -> str:
-    from nemotron.data.sources import ScaleConfig
-
-    scale = ScaleConfig.model_validate(OmegaConf.to_container(cfg.scale, resolve=True))
-    return scale.artifact_name(params.name)
-
-
-def _output_dir(params: GRPOStageParams) -> Path:
-    return _cluster.run_dir(params.output_dir)

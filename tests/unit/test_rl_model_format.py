@@ -49,11 +49,25 @@ def test_a_megatron_checkpoint_starts_a_megatron_policy_through_pretrained_check
     assert policy["model_name"] == "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"  # architecture and tokenizer
 
 
+def test_a_megatron_checkpoint_reads_its_architecture_from_the_local_hf_config(inputs, tmp_path):
+    """model.hf_config (a local copy of hf_model's config and tokenizer): a node without network, or a gated repo,
+    still starts; nothing names the Hub."""
+    local = tmp_path.with_name(f"{tmp_path.name}-nano3-config")  # outside the run directory
+    local.mkdir()
+    policy = dry_run(inputs, tmp_path, inputs["model"], f"model.hf_config={local}")
+    assert policy["model_name"] == str(local) and policy["tokenizer"]["name"] == str(local)
+    assert f"{local}:{local}" in (tmp_path / nemo_rl.SCRIPT_FILE).read_text()  # mounted into the container
+    assert policy["pretrained_checkpoint"]["format"] == "megatron_bridge"
+    # hf_config alone (no hf_model) is enough to describe the architecture
+    policy = dry_run(inputs, tmp_path, inputs["model"], f"model.hf_config={local}", "model.hf_model=null")
+    assert policy["model_name"] == str(local)
+
+
 @pytest.mark.parametrize(
     ("model", "overrides", "message"),
     [
         ("model", DTENSOR_POLICY, "trains with DTensor"),
-        ("model", ("model.hf_model=null",), "model.hf_model is not set"),
+        ("model", ("model.hf_model=null",), "nor model.hf_model is set"),
         ("nemo_rl", (), "is a nemo_rl checkpoint"),
     ],
 )
