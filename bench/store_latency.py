@@ -29,8 +29,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from nemotron.tracking.records import Manifest
-from nemotron.tracking.store import ManifestStore, _dump
+from nemotron.store.manifest_store import ManifestStore, _dump
+from nemotron.store.records import Manifest
 
 TARGET_OPS = 3
 _VERSION_DIR = re.compile(r"v([1-9]\d*)")

@@ -59,8 +59,8 @@ def best_pass(paths: list[str], algorithm: str, repeats: int) -> float:
 
 
 def verify_pass(directory: str, repeats: int) -> float:
-    from nemotron.tracking.files import scan_files
-    from nemotron.tracking.records import Manifest
+    from nemotron.store.files import scan_files
+    from nemotron.store.records import Manifest
     from nemotron.tracking.verify import verify_manifest
 
     now = datetime.now(timezone.utc)

@@ -32,7 +32,7 @@ _EXPORTS = {
     "load_artifact": "nemotron.tracking.api",
     "log_artifact": "nemotron.tracking.api",
     "setup_artifact_tracking": "nemotron.tracking.api",
-    "ManifestStore": "nemotron.tracking.store",
+    "ManifestStore": "nemotron.store.manifest_store",
 }
 
 __all__ = [
@@ -65,8 +65,8 @@ if TYPE_CHECKING:
         TokenizerArtifact,
     )
     from nemotron.errors import NemotronError
+    from nemotron.store.manifest_store import ManifestStore
     from nemotron.tracking.api import load_artifact, log_artifact, setup_artifact_tracking
-    from nemotron.tracking.store import ManifestStore
 
 
 def __getattr__(name: str) -> Any:

@@ -21,8 +21,8 @@ import nemotron.tracking.resolvers  # noqa: F401  (registers ${art:} before comp
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def job(cfg: DictConfig) -> Any:
+    from nemotron.errors import job_error, user_error
     from nemotron.stages import run_stage
-    from nemotron.tracking.callback import JobError, user_error
 
     try:
         return run_stage(cfg)
@@ -30,7 +30,7 @@ def job(cfg: DictConfig) -> Any:
         error = user_error(exc)
         if error is None:
             raise
-        raise JobError(str(error)) from None
+        raise job_error(str(error)) from None
 
 
 def main() -> Any:

@@ -29,8 +29,8 @@ GROUP = "launcher"
 
 class EnvProfilesSearchPath(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        from nemotron.env_toml import find_env_file
         from nemotron.errors import NemotronError
-        from nemotron.tracking.settings import find_env_file
 
         try:
             path = find_env_file()

@@ -64,7 +64,7 @@ class NemotronSlurmLauncher(BaseSubmititLauncher):
         (multirun.yaml holds the command line), so a refused credential is never saved."""
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         from nemotron.cluster import checks
-        from nemotron.tracking.settings import load_env_file
+        from nemotron.env_toml import load_env_file
 
         params = self.params
         with _launch_errors():

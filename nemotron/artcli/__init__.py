@@ -145,8 +145,8 @@ def _command(commands, name: str, target: str | None, help: str) -> argparse.Arg
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        from nemotron.tracking.settings import resolve_root
-        from nemotron.tracking.store import ManifestStore
+        from nemotron.env_toml import resolve_root
+        from nemotron.store.manifest_store import ManifestStore
 
         module, function = args.target.split(":")
         command = getattr(importlib.import_module(f"nemotron.artcli.{module}"), function)

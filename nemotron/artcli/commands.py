@@ -13,8 +13,8 @@ from rich.table import Table
 from nemotron.artcli import make_console, print_json
 from nemotron.artifacts.refs import ArtifactRef
 from nemotron.errors import NemotronError
+from nemotron.store.manifest_store import ManifestStore
 from nemotron.tracking.lineage import downstream, lineage_graph, render_tree, upstream
-from nemotron.tracking.store import ManifestStore
 
 console = make_console()
 

@@ -7,8 +7,8 @@ from argparse import Namespace
 from rich.table import Table
 
 from nemotron.artcli import make_console, print_json
+from nemotron.store.manifest_store import ManifestStore
 from nemotron.tracking.gc import apply_gc, plan_gc
-from nemotron.tracking.store import ManifestStore
 
 console = make_console()
 

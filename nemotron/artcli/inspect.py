@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from nemotron.artcli import make_console, print_json
-from nemotron.tracking.store import ManifestStore
+from nemotron.store.manifest_store import ManifestStore
 
 console = make_console()
 _STYLE = {"OK": "green", "UNCHECKED": "dim", "MODIFIED": "bold red", "MISSING": "bold red", "NEW": "yellow"}

@@ -9,7 +9,7 @@ from typing import Any
 
 from nemotron.artcli import make_console, print_json
 from nemotron.artifacts.base import Artifact
-from nemotron.tracking.store import ManifestStore
+from nemotron.store.manifest_store import ManifestStore
 
 console = make_console(stderr=True)
 

@@ -151,8 +151,8 @@ def profile_config(data: dict[str, Any], name: str, source: str = "env.toml") ->
 
 
 def load_profiles(path: Path) -> dict[str, Any]:
-    """Parse and check env.toml as every reader does (nemotron.tracking.settings): any error names the file."""
-    from nemotron.tracking.settings import check_env_data, parse_env_file
+    """Parse and check env.toml as every reader does (nemotron.env_toml): any error names the file."""
+    from nemotron.env_toml import check_env_data, parse_env_file
 
     data = parse_env_file(Path(path))
     check_env_data(data, str(path))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nemotron.tracking.records import FileEntry
+from nemotron.store.records import FileEntry
 
 DIGEST_ALGORITHM = "xxh3_128"
 _CHUNK = 8 << 20  # remote filesystems: few, large requests

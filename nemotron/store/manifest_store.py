@@ -45,7 +45,7 @@ from pydantic import ValidationError
 
 from nemotron.artifacts.refs import ArtifactRef, validate_alias, validate_name
 from nemotron.errors import ArtifactNotFoundError, BadReferenceError, CommitError, StoreError
-from nemotron.tracking.records import Manifest
+from nemotron.store.records import Manifest
 
 _VERSION_DIR = re.compile(r"v([1-9]\d*)")
 # Filesystems whose writes can be made conditional ("create only if absent").
@@ -126,7 +126,7 @@ class ManifestStore:
 
     def _hub_creator(self) -> Any:
         """hf:// roots in a Hub repository create with a `parent_commit` commit (see hf_commit.py)."""
-        from nemotron.tracking.hf_commit import hub_creator
+        from nemotron.store.hf_commit import hub_creator
 
         return hub_creator(self.fs, self.root)
 
@@ -234,7 +234,7 @@ class ManifestStore:
         self.local_files.link(tmp, path)
 
     def _create_on_hub(self, path: str, data: bytes) -> None:
-        from nemotron.tracking.hf_commit import hub_location
+        from nemotron.store.hf_commit import hub_location
 
         with self._io():
             try:

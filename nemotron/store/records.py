@@ -68,6 +68,9 @@ class Manifest(BaseModel):
     data_owned: bool = Field(
         False, description="nemotron created the data at `path` (a bundle's copy): `gc --data` may delete it."
     )
+    reproduces: str | None = Field(
+        None, description="The exact `name:vN` this version reproduces (committed by `nemotron-art rerun`)."
+    )
 
     @property
     def ref(self) -> str:

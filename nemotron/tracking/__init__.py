@@ -1,1 +1,3 @@
-"""Stores (the manifest store on fsspec), the `${art:}` resolver, the Hydra callback and lineage."""
+"""Job integration: the session (`Tracking`), the `${art:}` resolver, the Hydra callback, the run record, the
+Python API, the completion report and the W&B mirror; and, for now, the operations only `nemotron-art` uses
+(lineage, bundle, gc, verify, diff, importing). The store itself is `nemotron.store`."""

@@ -29,7 +29,7 @@ def setup_artifact_tracking(config: Mapping[str, Any] | Any | None = None) -> Tr
     node = (config or {}).get("artifacts") if config is not None else None
     settings = ArtifactSettings.from_config(node, (config or {}).get("wandb") if config is not None else None)
     if node is None or "manifest" not in node:
-        from nemotron.tracking.settings import default_root
+        from nemotron.env_toml import default_root
 
         settings.root = default_root()
     tracking = Tracking(settings)

@@ -39,10 +39,10 @@ from typing import Any
 
 from nemotron.artifacts.refs import SCHEME, ArtifactRef, validate_alias, validate_name
 from nemotron.errors import CommitError, NemotronError
-from nemotron.tracking.files import digest_file, new_hasher
+from nemotron.store.files import digest_file, new_hasher
+from nemotron.store.manifest_store import ManifestStore
+from nemotron.store.records import Manifest
 from nemotron.tracking.lineage import upstream_closure
-from nemotron.tracking.records import Manifest
-from nemotron.tracking.store import ManifestStore
 
 INDEX = "nemotron-bundle.json"
 OWNER = "owner.json"

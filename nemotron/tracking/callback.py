@@ -20,42 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nemotron.artifacts.base import Artifact
-from nemotron.errors import NemotronError
+from nemotron.distributed import is_rank0
+from nemotron.errors import NemotronError, job_error, user_error
+from nemotron.secrets import REDACTED, is_secret_name, redact, redact_override
 from nemotron.tracking import report
-from nemotron.tracking.runinfo import (
-    REDACTED,
-    build_run_record,
-    command_line,
-    is_rank0,
-    is_secret_name,
-    raw_overrides,
-    redact,
-    redact_override,
-)
+from nemotron.tracking.runinfo import build_run_record, command_line, raw_overrides
 from nemotron.tracking.session import ArtifactSettings, Tracking, fail_tracking
 
 LINEAGE_FILE = "lineage.json"
 RESOLVED_CONFIG_FILE = "config.resolved.yaml"
 _LOG = logging.getLogger("nemotron")
-
-
-class JobError(CompactHydraException):
-    """A NemotronError as Hydra reports it: the message alone, no traceback."""
-
-
-def user_error(exc: BaseException) -> NemotronError | None:
-    """The NemotronError behind `exc` (OmegaConf wraps errors raised inside resolvers), if any."""
-    while exc is not None:
-        if isinstance(exc, NemotronError):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
 
 
 class ArtifactCallback(Callback):
@@ -149,7 +128,7 @@ class ArtifactCallback(Callback):
             message = _commit_failure(exc, committed, outputs)
             report.print_error(message)
             job_return.status = JobStatus.FAILED
-            job_return._return_value = JobError(message)
+            job_return._return_value = job_error(message)
             return
         try:
             _write_lineage(output_dir, tracking, outputs=[m.ref for _, m in committed if m])

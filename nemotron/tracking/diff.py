@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nemotron.tracking.records import Manifest
+from nemotron.store.records import Manifest
 
 # Fields every version has that differ by construction: not worth a line.
 _NOISE_FIELDS = {"name", "created_at", "producer", "path", "type"}

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from nemotron.errors import NemotronError
+from nemotron.store.manifest_store import ManifestStore, VersionInUseError
+from nemotron.store.records import Manifest
 from nemotron.tracking import bundle
-from nemotron.tracking.records import Manifest
-from nemotron.tracking.store import ManifestStore, VersionInUseError
 
 
 @dataclass

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nemotron.errors import ArtifactNotFoundError, NemotronError
-from nemotron.tracking.records import Manifest
-from nemotron.tracking.store import ManifestStore
+from nemotron.store.manifest_store import ManifestStore
+from nemotron.store.records import Manifest
 
 # -- nested trees (json / tree) -------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from nemotron.artifacts.base import Artifact
-from nemotron.tracking.records import Manifest
+from nemotron.store.records import Manifest
 
 
 def _console():
@@ -44,7 +44,8 @@ def print_submission(config: Any, mode: str) -> None:
     table.add_row("artifacts", ", ".join(stores) or "none (nothing is recorded)")
     table.add_row("launcher", f"{choices.get('launcher', '?')} ({hydra.launcher._target_.rsplit('.', 1)[-1]})")
     table.add_row("mode", mode)
-    from nemotron.tracking.runinfo import raw_overrides, redact_override
+    from nemotron.secrets import redact_override
+    from nemotron.tracking.runinfo import raw_overrides
 
     overrides = raw_overrides(hydra)
     if overrides:

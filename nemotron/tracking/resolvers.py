@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from nemotron.tracking.settings import default_root, env_value
+from nemotron.env_toml import default_root, env_value
 
 
 def art(*args: Any, _root_: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The run record written into every manifest (redaction itself lives in nemotron.secrets)."""
+"""The run record written into every manifest."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from nemotron.secrets import REDACTED, is_secret_name, redact, redact_override  # noqa: F401  (re-exported)
-from nemotron.tracking.records import GitInfo, RunRecord
+from nemotron.secrets import redact, redact_override
+from nemotron.store.records import GitInfo, RunRecord
 
 _PACKAGES = (
     "nemotron",
@@ -116,10 +116,3 @@ def slurm_job_id() -> str | None:
     if array_id:
         return f"{array_id}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}"
     return os.environ.get("SLURM_JOB_ID")
-
-
-def is_rank0() -> bool:
-    """True in the process that resolves and commits artifacts: global rank 0 under submitit or torchrun."""
-    from nemotron.distributed import is_rank0 as _is_rank0
-
-    return _is_rank0()

@@ -23,11 +23,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from nemotron.artifacts.base import Artifact, artifact_from_record
 from nemotron.artifacts.refs import SCHEME, ArtifactRef, WandbRef, parse_reference
+from nemotron.env_toml import resolve_root
 from nemotron.errors import ArtifactNotFoundError, CommitError, NemotronError
-from nemotron.tracking.files import scan_files
-from nemotron.tracking.records import Manifest, RunRecord
-from nemotron.tracking.settings import resolve_root
-from nemotron.tracking.store import ManifestStore
+from nemotron.store.files import scan_files
+from nemotron.store.manifest_store import ManifestStore
+from nemotron.store.records import Manifest, RunRecord
 
 STDIN_REF = "-"
 # The tracking of the current job, or the error that prevented setting it up (raised on first use).
@@ -48,6 +48,10 @@ class ArtifactSettings(BaseModel):
     wandb_project: str | None = None
     wandb_entity: str | None = None
     resolve_order: list[str] = ["manifest", "wandb"]
+    # `nemotron-art rerun`: input name (or reference as written) -> the exact `name:vN` the original used,
+    # and the versions this job reproduces (each output records the one with its name).
+    pins: dict[str, str] = {}
+    reproduces: list[str] = []
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any] | None, wandb: Mapping[str, Any] | None = None) -> ArtifactSettings:
@@ -70,7 +74,22 @@ class ArtifactSettings(BaseModel):
             wandb_project=wandb.get("project"),
             wandb_entity=wandb.get("entity"),
             resolve_order=order,
+            pins=_pins_of(node.get("pins")),
+            reproduces=[str(ref) for ref in node.get("reproduces") or []],
         )
+
+
+def _pins_of(value: Any) -> dict[str, str]:
+    """`artifacts.pins` as a mapping, or as the list `["NAME=NAME:vN", ...]` that `nemotron-art rerun` passes."""
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    pins = {}
+    for item in value or []:
+        key, sep, exact = str(item).partition("=")
+        if not sep or ArtifactRef.parse(exact).version is None:
+            raise NemotronError(f"artifacts.pins entries are NAME=NAME:vN (an exact version); got {item!r}.")
+        pins[key] = exact
+    return pins
 
 
 class Tracking:
@@ -145,13 +164,23 @@ class Tracking:
         if role:
             self._roles[role] = reference
         if reference not in self._pins and reference not in self._external:
-            ref = parse_reference(reference)
+            ref = parse_reference(self._rerun_pin(reference))
             found = self._from_wandb(ref.path) if isinstance(ref, WandbRef) else self._resolve_in_order(ref)
             if isinstance(found, Manifest):
                 self._pins[reference] = found
             else:
                 self._external[reference] = found
         return self._pins.get(reference) or self._external[reference]
+
+    def _rerun_pin(self, reference: str) -> str:
+        """The exact version `artifacts.pins` gives for a reference (by its text, else by its name), if any."""
+        pins = self.settings.pins
+        if not pins or reference in pins:
+            return pins.get(reference, reference)
+        ref = parse_reference(reference)
+        if isinstance(ref, ArtifactRef) and ref.version is None and ref.name in pins:
+            return pins[ref.name]
+        return reference
 
     def _resolve_in_order(self, ref: ArtifactRef) -> Any:
         """Try each backend of `artifacts.resolve_order` that is active; the first error if none has it."""
@@ -240,6 +269,7 @@ class Tracking:
             "files": scan_files(artifact.path, with_digests=self.settings.hash_files),
             "run": run,
             "wandb": self.wandb_target.planned(name) if self.wandb_target else None,
+            "reproduces": next((r for r in self.settings.reproduces if r.partition(":")[0] == name), None),
         }
         manifest = store.commit(name, record)
         artifact.name = name

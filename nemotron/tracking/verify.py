@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from nemotron.errors import NemotronError
-from nemotron.tracking.files import digest_file
-from nemotron.tracking.records import Manifest
+from nemotron.store.files import digest_file
+from nemotron.store.records import Manifest
 
 OK, MODIFIED, MISSING, NEW, UNCHECKED = "OK", "MODIFIED", "MISSING", "NEW", "UNCHECKED"
 PASSING = {OK, UNCHECKED}

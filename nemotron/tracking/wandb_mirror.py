@@ -42,10 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from nemotron.artifacts.base import Artifact
+from nemotron.distributed import is_rank0
 from nemotron.errors import NemotronError
-from nemotron.secrets import redact_text
-from nemotron.tracking.records import Manifest, RunRecord
-from nemotron.tracking.runinfo import is_rank0, redact, redact_override
+from nemotron.secrets import redact, redact_override, redact_text
+from nemotron.store.records import Manifest, RunRecord
 
 SIDECAR = "wandb.json"
 DEFAULT_PROJECT = "nemotron"

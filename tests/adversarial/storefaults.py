@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from nemotron.tracking.store import LocalFiles, ManifestStore
+from nemotron.store.manifest_store import LocalFiles, ManifestStore
 
 
 class FullDisk(LocalFiles):

@@ -170,7 +170,7 @@ class Workspace:
 def _digest(path: Path) -> str:
     import fsspec
 
-    from nemotron.tracking.files import digest_file
+    from nemotron.store.files import digest_file
 
     return digest_file(fsspec.filesystem("file"), str(path), "xxh3_128")
 

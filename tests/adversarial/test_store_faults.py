@@ -34,8 +34,8 @@ from clitools import clean_env, make_data  # noqa: E402
 from storefaults import FullDisk  # noqa: E402
 
 from nemotron.errors import NemotronError  # noqa: E402
-from nemotron.tracking.records import Manifest  # noqa: E402
-from nemotron.tracking.store import ManifestStore  # noqa: E402
+from nemotron.store.manifest_store import ManifestStore  # noqa: E402
+from nemotron.store.records import Manifest  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 NOW = "2026-01-02T03:04:05+00:00"

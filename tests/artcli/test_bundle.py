@@ -138,7 +138,7 @@ def test_export_refuses_data_that_changed_since_commit(tmp_path):
 
 def test_aliases_travel_with_the_bundle_and_never_move_an_existing_alias(tmp_path):
     from nemotron.artifacts.types import EvalResultsArtifact, ModelArtifact
-    from nemotron.tracking.store import ManifestStore
+    from nemotron.store.manifest_store import ManifestStore
 
     source_root = build_pipeline(tmp_path / "src")
     source = ManifestStore(str(source_root))
@@ -205,7 +205,7 @@ def test_a_bundle_alias_on_a_version_it_does_not_carry_is_refused(pipeline, tmp_
 def _digest(path) -> str:
     import fsspec
 
-    from nemotron.tracking.files import digest_file
+    from nemotron.store.files import digest_file
 
     return digest_file(fsspec.filesystem("file"), str(path), "xxh3_128")
 

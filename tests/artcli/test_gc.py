@@ -20,7 +20,7 @@ def _art(root, cwd, *args, expect=0):
 def store(tmp_path):
     """raw v1..v4 (alias golden -> v1), model v1..v4 (alias prod -> v2), eval v1..v2, each with its inputs."""
     from nemotron import Artifact
-    from nemotron.tracking.store import ManifestStore
+    from nemotron.store.manifest_store import ManifestStore
 
     root = tmp_path / "store"
     data = write_files(tmp_path / "user-data", {"a.bin": b"1" * 10})

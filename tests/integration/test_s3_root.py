@@ -41,7 +41,7 @@ WRITER = """\
 import sys, time
 from datetime import datetime, timezone
 from pathlib import Path
-from nemotron.tracking.store import ManifestStore
+from nemotron.store.manifest_store import ManifestStore
 
 root, writer, commits, data, go = sys.argv[1:]
 store = ManifestStore(root)
@@ -93,7 +93,7 @@ def test_concurrent_writers_get_distinct_versions(tmp_path, endpoint, monkeypatc
     total = WRITERS * COMMITS
     assert sorted(got) == list(range(1, total + 1))  # every commit got its own version, none lost
 
-    from nemotron.tracking.store import ManifestStore
+    from nemotron.store.manifest_store import ManifestStore
 
     for key, value in s3_env(endpoint).items():
         monkeypatch.setenv(key, value)
@@ -159,7 +159,7 @@ def test_hf_bucket_root_is_refused_for_writing_without_single_writer(tmp_path, m
     made (Hub repositories create with a `parent_commit` commit: tests/unit/test_hf_commit.py)."""
     pytest.importorskip("huggingface_hub", reason="hf:// roots need the hf extra")
     from nemotron.errors import StoreError
-    from nemotron.tracking.store import ManifestStore
+    from nemotron.store.manifest_store import ManifestStore
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the refusal must not need the network
     store = ManifestStore("hf://buckets/nemotron-test/scratch/store")
@@ -171,7 +171,7 @@ def test_single_writer_mode_commits_on_a_filesystem_without_conditional_create(t
     """What single_writer=true does where the filesystem reports no create-only put (as hf:// buckets do): an
     existence check, then a plain put. memory:// stands in for such a filesystem here."""
     from nemotron.errors import StoreError
-    from nemotron.tracking.store import ManifestStore
+    from nemotron.store.manifest_store import ManifestStore
 
     store = ManifestStore(f"memory://refuse-{time.time_ns()}")
     store.can_create_conditionally = False

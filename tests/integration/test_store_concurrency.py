@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nemotron.tracking.store import ManifestStore
+from nemotron.store.manifest_store import ManifestStore
 
 WRITERS = 16
 COMMITS = 25
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 WRITER = """
 import json, os, sys, time
 from pathlib import Path
-from nemotron.tracking.store import ManifestStore
+from nemotron.store.manifest_store import ManifestStore
 
 root, name, writer, commits, barrier = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])
 store = ManifestStore(root)
@@ -119,7 +119,7 @@ def test_sixteen_writers_commit_four_hundred_distinct_versions(tmp_path):
 ALIASER = """
 import sys, time
 from pathlib import Path
-from nemotron.tracking.store import ManifestStore
+from nemotron.store.manifest_store import ManifestStore
 
 root, version, rounds, barrier, me = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
 store = ManifestStore(root)

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from nemotron.artifacts import Artifact, ModelArtifact
-from nemotron.tracking.records import Manifest
-from nemotron.tracking.store import ManifestStore
+from nemotron.store.manifest_store import ManifestStore
+from nemotron.store.records import Manifest
 
 NAME = "crashy"
 CREATED = "2026-01-01T00:00:00Z"
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 WRITER = """
 import sys
-from nemotron.tracking.store import ManifestStore
+from nemotron.store.manifest_store import ManifestStore
 
 store = ManifestStore(sys.argv[1])
 name = sys.argv[2]

@@ -26,8 +26,8 @@ from nemotron import (
 )
 from nemotron.artifacts.base import GenericArtifact
 from nemotron.errors import ArtifactNotFoundError
+from nemotron.store.manifest_store import ManifestStore
 from nemotron.tracking import session
-from nemotron.tracking.store import ManifestStore
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,8 @@ pytest.importorskip("huggingface_hub", reason="hf:// roots need the hf extra: pi
 from huggingface_hub.errors import HfHubHTTPError  # noqa: E402
 
 from nemotron.errors import CommitError  # noqa: E402
-from nemotron.tracking.hf_commit import HubConditionalCreate, HubLocation, hub_creator  # noqa: E402
-from nemotron.tracking.store import ManifestStore  # noqa: E402
+from nemotron.store.hf_commit import HubConditionalCreate, HubLocation, hub_creator  # noqa: E402
+from nemotron.store.manifest_store import ManifestStore  # noqa: E402
 
 WHERE = HubLocation("team/artifacts", "dataset", "main", "store/model/v3/manifest.json")
 

@@ -17,11 +17,12 @@ import xxhash
 
 from nemotron.artifacts import ModelArtifact, SFTDataArtifact
 from nemotron.errors import ArtifactNotFoundError, BadReferenceError, CommitError, NemotronError, StoreError
+from nemotron.secrets import REDACTED, redact, redact_override
+from nemotron.store.files import scan_files
+from nemotron.store.manifest_store import ManifestStore
 from nemotron.tracking import session
-from nemotron.tracking.files import scan_files
-from nemotron.tracking.runinfo import REDACTED, build_run_record, redact, redact_override
+from nemotron.tracking.runinfo import build_run_record
 from nemotron.tracking.session import ArtifactSettings, Tracking
-from nemotron.tracking.store import ManifestStore
 
 NOW = "2026-01-02T03:04:05+00:00"
 
@@ -535,7 +536,7 @@ def _read_only_mount_works(directory: Path) -> bool:
 WRITER = """
 import sys
 from nemotron.errors import StoreError
-from nemotron.tracking.store import ManifestStore
+from nemotron.store.manifest_store import ManifestStore
 store = ManifestStore(sys.argv[1])
 print(store.resolve("model").version)
 try:

@@ -22,9 +22,9 @@ from wandb.errors import CommError  # noqa: E402
 from nemotron.artcli import main as nemotron_art  # noqa: E402
 from nemotron.artifacts.types import Artifact, ModelArtifact  # noqa: E402
 from nemotron.errors import NemotronError  # noqa: E402
+from nemotron.store.manifest_store import ManifestStore  # noqa: E402
 from nemotron.tracking import wandb_mirror  # noqa: E402
 from nemotron.tracking.session import ArtifactSettings, Tracking  # noqa: E402
-from nemotron.tracking.store import ManifestStore  # noqa: E402
 from nemotron.tracking.wandb_mirror import WandbClient, using_client  # noqa: E402
 
 # -- fakes: what `wandb.init` and `wandb.Api` return, recording what they were asked ----------------------
