@@ -264,12 +264,14 @@ class SourceStream:
         fs, path = fsspec.core.url_to_fs(url)
         self._files += 1
         self._bytes += fs.size(path) or 0
+        # zstd lines: our reader, which notices a file cut inside a frame (fsspec's stream_reader ends quietly)
+        checked_zstd = compression == "zstd" and fmt != "parquet"
         try:
-            with fsspec.open(url, "rb", compression=compression) as f:
+            with fsspec.open(url, "rb", compression=None if checked_zstd else compression) as f:
                 if fmt == "parquet":
                     yield from self._parquet_rows(f, url)
                 else:
-                    yield from self._line_rows(f, url, fmt)
+                    yield from self._line_rows(ZstdFrames(f) if checked_zstd else f, url, fmt)
         except _read_errors() as exc:
             where = f"after the row at {self.location}" if self.location.startswith(url) else "at its start"
             raise NemotronError(
@@ -376,6 +378,41 @@ def _text_loads() -> Callable[[bytes], Any]:
             return json.loads(line)
 
     return loads
+
+
+class ZstdFrames:
+    """A zstd stream of one or more frames, read with `read(size)`; EOFError when the data ends inside a frame.
+
+    zstandard's `stream_reader` (what fsspec uses) returns what it could decompress and stops when the input ends,
+    so a file cut in half reads as a shorter valid one. A `decompressobj` says whether its frame ended (`eof`);
+    the bytes after a finished frame (`unused_data`) start the next one."""
+
+    def __init__(self, raw: Any, chunk: int = 1 << 20) -> None:
+        import zstandard
+
+        self._raw, self._chunk, self._new = raw, chunk, zstandard.ZstdDecompressor().decompressobj
+        self._frame: Any = None  # the frame being decompressed; None between frames
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        """The next decompressed bytes (any length; `size` is a hint); b"" at the end of the stream."""
+        while not self._done:
+            data = self._raw.read(self._chunk)
+            if not data:
+                self._done = True
+                if self._frame is not None:
+                    raise EOFError("the zstd data ends inside a frame (the file is truncated)")
+                return b""
+            out = []
+            while data:
+                self._frame = self._frame or self._new()
+                out.append(self._frame.decompress(data))
+                data = self._frame.unused_data if self._frame.eof else b""
+                if self._frame.eof:
+                    self._frame = None
+            if any(out):
+                return b"".join(out)
+        return b""
 
 
 def _lines(f, size: int = 1 << 20) -> Iterator[bytes]:

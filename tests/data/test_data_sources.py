@@ -189,6 +189,22 @@ def _truncated(tmp_path: Path, suffix: str) -> SourceConfig:
     return SourceConfig(name="s", uri=str(path))
 
 
+def _cut_zstd(tmp_path: Path, keep: int) -> SourceConfig:
+    path = _write(tmp_path / "d.jsonl.zst", "jsonl", [{"text": t} for t in DOCS])
+    path.write_bytes(path.read_bytes()[:keep])
+    return SourceConfig(name="s", uri=str(path))
+
+
+def test_a_zstd_file_of_several_frames_is_read_whole(tmp_path):
+    """Concatenated frames (pzstd, `cat a.zst b.zst`) are one valid zstd file: every frame's rows are read."""
+    import zstandard
+
+    path = tmp_path / "d.jsonl.zst"
+    frames = [zstandard.ZstdCompressor().compress(f'{{"text": "{t}"}}\n'.encode()) for t in DOCS]
+    path.write_bytes(b"".join(frames))
+    assert _texts(SourceConfig(name="s", uri=str(path))) == DOCS
+
+
 def _not_parquet(tmp_path: Path) -> SourceConfig:
     (tmp_path / "d.parquet").write_text('{"text": "JSON lines, not Parquet"}\n')
     return SourceConfig(name="s", uri=str(tmp_path / "d.parquet"))
@@ -202,6 +218,9 @@ def _parquet_null(tmp_path: Path) -> SourceConfig:
 BAD_SOURCES = {
     "truncated gzip": (lambda p: _truncated(p, ".gz"), ["cannot read", "d.jsonl.gz as jsonl (gzip)", "EOFError",
                                                          "truncated"]),  # fmt: skip
+    "truncated zstd": (lambda p: _truncated(p, ".zst"), ["cannot read", "d.jsonl.zst as jsonl (zstd)", "EOFError",
+                                                         "truncated"]),  # fmt: skip
+    "zstd cut at a frame header": (lambda p: _cut_zstd(p, 6), ["d.jsonl.zst as jsonl (zstd) at its start", "EOFError"]),
     "not parquet": (_not_parquet, ["cannot read", "d.parquet as parquet at its start", "Parquet magic bytes"]),
     "parquet text null": (_parquet_null, ["text field 'text' is null", "d.parquet#2"]),
     "malformed JSON lines": (
@@ -245,7 +264,7 @@ def test_bad_sources_fail_with_a_clear_paragraph(tmp_path, case):
     ],
 )
 def test_bad_blend_settings_fail_with_a_clear_paragraph(change, fragments):
-    from nemotron.stages import stage_params
+    from nemotron.job import stage_params
     from nemotron.stages.pretrain_data import PretrainDataParams
 
     source = {"name": "a", "kind": "synthetic", "num_rows": 10, "weight": 1.0, **change}
