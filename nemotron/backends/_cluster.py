@@ -214,17 +214,6 @@ def local_cluster(python: str) -> Cluster:
     return Cluster(nodes=1, gpus_per_node=count, python=python)
 
 
-def run_dir(explicit: str | None) -> Path:
-    """The run's directory. Its `checkpoints/` must not exist yet (committed checkpoints are never rewritten),
-    except in a job Slurm requeued: that one resumes from the checkpoints its first attempt saved there."""
-    from nemotron.stages import fresh_output_dir
-
-    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
-    out = fresh_output_dir(explicit, () if requeued else ("checkpoints",))
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def given(values: dict[str, Any]) -> dict[str, Any]:
     """The values that are set: a None hyperparameter is left to the recipe (or NeMo-RL's base config)."""
     return {key: value for key, value in values.items() if value is not None}

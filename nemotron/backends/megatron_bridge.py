@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict
 from nemotron.artifacts import ModelArtifact, PretrainBlendsArtifact, SFTDataArtifact
 from nemotron.backends import _cluster
 from nemotron.errors import NemotronError
+from nemotron.job import artifact_name, load_input, output_dir, stage_params
 
 log = logging.getLogger(__name__)
 Mode = Literal["pretrain", "sft"]
@@ -100,14 +101,11 @@ class Parallelism(BaseModel):
 
 def run(cfg: DictConfig, mode: Mode) -> ModelArtifact | None:
     """Build the Megatron-Bridge config for the pinned input; print it (dry run) or run it on this node."""
-    from nemotron.stages import stage_params
-    from nemotron.stages._training import load_input
-
     params = stage_params(cfg, MegatronStageParams)
     if not params.dry_run:
         require_megatron_bridge(str(cfg.model.get("containers", {}).get("megatron_bridge") or IMAGE))
     cluster = _cluster.cluster_from_config(cfg, "Megatron-Bridge") if params.dry_run else _job_cluster(cfg)
-    out = _output_dir(params)
+    out = output_dir(params.output_dir, ("checkpoints",), create=True, resume_if_requeued=True)
     if mode == "pretrain":
         data: PretrainBlendsArtifact | SFTDataArtifact = load_input(cfg, params.data_uri, PretrainBlendsArtifact)
         base = None
@@ -134,7 +132,7 @@ def run(cfg: DictConfig, mode: Mode) -> ModelArtifact | None:
         return None
     _cluster.check_no_secret_values(config, "the Megatron-Bridge configuration")
     config_path.write_text(_cluster.dump_yaml(config))
-    return _run_on_node(cluster, recipe, mode, config_path, config, data, base, artifact_name(cfg, params), hf)
+    return _run_on_node(cluster, recipe, mode, config_path, config, data, base, artifact_name(cfg, params.name), hf)
 
 
 def recipe_name(cfg: DictConfig, mode: Mode) -> str:
@@ -693,18 +691,6 @@ def _latest_iteration(save: Path, default: int) -> int:
         return int(tracker.read_text().strip())
     except (OSError, ValueError):
         return default
-
-
-def artifact_name(cfg: DictConfig, params: MegatronStageParams) -> str:
-    """`stage.name` with the scale's suffix, as the embedded stages name their models."""
-    from nemotron.data.sources import ScaleConfig
-
-    scale = ScaleConfig.model_validate(OmegaConf.to_container(cfg.scale, resolve=True))
-    return scale.artifact_name(params.name)
-
-
-def _output_dir(params: MegatronStageParams) -> Path:
-    return _cluster.run_dir(params.output_dir)
 
 
 # -- the entry point torchrun runs ------------------------------------------------------------------------

@@ -1,32 +1,13 @@
-"""What the training stages share: their output directory, the tokenizer and model they start from."""
+"""What the training stages share: the tokenizer they start from, the tokenizer check, the RL problems."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from omegaconf import DictConfig
 
-from nemotron.artifacts import Artifact
 from nemotron.errors import NemotronError
-from nemotron.stages import fresh_output_dir
-from nemotron.training.trainer import LoopParams
-
-A = TypeVar("A", bound=Artifact)
-
-
-def output_dir(params: LoopParams) -> Any:
-    """The run's directory; `model/` must not exist yet (a committed model is never rewritten)."""
-    out = fresh_output_dir(params.output_dir, ("model",))
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def load_input(cfg: DictConfig, reference: str, expected: type[A]) -> A:
-    """A pinned input artifact, checked to be an `expected` (SFT given pretraining data fails here)."""
-    from nemotron.tracking.session import ArtifactSettings, Tracking, active_tracking
-
-    tracking = active_tracking() or Tracking(ArtifactSettings.from_config(cfg.get("artifacts"), cfg.get("wandb")))
-    return tracking.load(reference, expected)  # type: ignore[return-value]
+from nemotron.job import load_input
 
 
 def load_data_tokenizer(cfg: DictConfig, data: Any) -> tuple[Any, str]:

@@ -32,12 +32,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pydantic import BaseModel, ConfigDict
 
 from nemotron.artifacts import ModelArtifact
 from nemotron.errors import NemotronError
-from nemotron.stages import fresh_output_dir, stage_params
+from nemotron.job import load_input, output_dir, scale_config, stage_params
 
 Format = Literal["hf", "megatron"]
 Plan = Literal["copy", "export", "import"]
@@ -61,8 +61,6 @@ class ConvertParams(BaseModel):
 
 
 def run(cfg: DictConfig) -> ModelArtifact | None:
-    from nemotron.stages._training import load_input
-
     params = stage_params(cfg, ConvertParams)
     params.hf_model = params.hf_model or cfg.model.get("hf_config") or cfg.model.get("hf_model")
     source = load_input(cfg, params.model_uri, ModelArtifact)
@@ -71,7 +69,7 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
     plan = plan_conversion(backend, source, target, params.hf_model)
     if plan == "export":
         _check_not_gated(cfg, params.hf_model)
-    out = fresh_output_dir(params.output_dir, ("model",))
+    out = output_dir(params.output_dir, ("model",))
     model_dir = out / "model"
     command = conversion_command(plan, source.path, model_dir, params)
     if params.dry_run:
@@ -163,9 +161,7 @@ def _check_not_gated(cfg: DictConfig, hf_model: str | None) -> None:
 
 def artifact_name(cfg: DictConfig, params: ConvertParams, source: ModelArtifact, target: Format) -> str:
     """`stage.name`, else the input's name with `-<format>` before the scale suffix (sft-model-hf-tiny)."""
-    from nemotron.data.sources import ScaleConfig
-
-    scale = ScaleConfig.model_validate(OmegaConf.to_container(cfg.scale, resolve=True))
+    scale = scale_config(cfg)
     if params.name:
         return scale.artifact_name(params.name)
     base = source.name or Path(source.path).name

@@ -17,8 +17,8 @@ from omegaconf import DictConfig
 from pydantic import BaseModel, ConfigDict, Field
 
 from nemotron.artifacts import EvalResultsArtifact, ModelArtifact, PretrainBlendsArtifact, SplitJsonlDataArtifact
-from nemotron.stages import fresh_output_dir, stage_params
-from nemotron.stages._training import check_same_tokenizer, load_data_tokenizer, load_input, read_problems
+from nemotron.job import load_input, output_dir, stage_params
+from nemotron.stages._training import check_same_tokenizer, load_data_tokenizer, read_problems
 
 
 class EvalParams(BaseModel):
@@ -56,7 +56,7 @@ def run(cfg: DictConfig) -> EvalResultsArtifact:
     text = load_input(cfg, params.text, PretrainBlendsArtifact) if params.text else None
     device = select_device(params.device)
     model, tokenizer = load_model(model_artifact.path, device), load_tokenizer(model_artifact.path)
-    out = fresh_output_dir(params.output_dir, ("answers.jsonl",))
+    out = output_dir(params.output_dir, ("answers.jsonl",))
     out.mkdir(parents=True, exist_ok=True)
 
     accuracy, answers = answer_accuracy(model, tokenizer, problems, max_new_tokens=params.max_new_tokens,

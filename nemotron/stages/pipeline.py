@@ -38,7 +38,7 @@ from omegaconf import DictConfig
 from pydantic import BaseModel, ConfigDict
 
 from nemotron.errors import NemotronError
-from nemotron.stages import fresh_output_dir, stage_params
+from nemotron.job import output_dir, stage_params
 
 # What each step reads from the earlier ones: run.ROLE = (the steps that may have produced it, the first present
 # wins; its artifact type).
@@ -106,7 +106,7 @@ def run(cfg: DictConfig) -> None:
             "The pipeline hands each step the exact artifact versions the earlier steps committed, so it needs "
             "an artifact store: use artifacts=manifest (the default) or artifacts=manifest_wandb, not artifacts=none."
         )
-    out = fresh_output_dir(params.output_dir, ("results.json",))
+    out = output_dir(params.output_dir, ("results.json",))
     if _chained(cfg):
         _submit_chain(cfg, params, out)
         return

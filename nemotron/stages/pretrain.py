@@ -17,10 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import Field
 
 from nemotron.artifacts import ModelArtifact, PretrainBlendsArtifact
-from nemotron.data.sources import ScaleConfig
 from nemotron.errors import NemotronError
-from nemotron.stages import stage_params
-from nemotron.stages._training import load_data_tokenizer, load_input, output_dir
+from nemotron.job import load_input, output_dir, scale_config, stage_params
+from nemotron.stages._training import load_data_tokenizer
 from nemotron.training.trainer import LoopParams
 
 
@@ -50,7 +49,7 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
     params = stage_params(cfg, PretrainParams)
     device = select_device(params.device)
     data = load_input(cfg, params.data_uri, PretrainBlendsArtifact)
-    scale = ScaleConfig.model_validate(OmegaConf.to_container(cfg.scale, resolve=True))
+    scale = scale_config(cfg)
     model_config = TinyModelConfig.model_validate(OmegaConf.to_container(cfg.model, resolve=True))
     if params.seq_len > model_config.max_seq_len:
         raise NemotronError(
@@ -61,7 +60,7 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
     tokenizer, tokenizer_uri = load_data_tokenizer(cfg, data)
     train = TokenWindows(data.path, data.blend_path, "train", params.seq_len, params.seed)
     valid = TokenWindows(data.path, data.blend_path, "valid", params.seq_len, params.seed)
-    out = output_dir(params)
+    out = output_dir(params.output_dir, ("model",), create=True)
 
     with process_group(device) as env:
         torch.manual_seed(params.seed)

@@ -32,7 +32,7 @@ from nemotron.data.pretrain import PLAN_FILE, DataPlan, PreviousRun, ShardSettin
 from nemotron.data.sources import SPLITS, BlendConfig, ScaleConfig, read_source
 from nemotron.data.tokenizer import TokenEncoder, TokenizerConfig, load_tokenizer, tokenizer_digest, train_bpe
 from nemotron.errors import NemotronError
-from nemotron.stages import fresh_output_dir, stage_params
+from nemotron.job import output_dir, stage_params
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,7 @@ class PretrainDataParams(ShardSettings):
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     params = stage_params(cfg, PretrainDataParams)
-    out = fresh_output_dir(
-        params.output_dir, ("data", "tokenizer"), ", or resume into a new one with stage.resume_from"
-    )
+    out = output_dir(params.output_dir, ("data", "tokenizer"), hint=", or resume into a new one with stage.resume_from")
     data_dir, tokenizer_dir = out / "data", out / "tokenizer"
     previous = PreviousRun.open(params.resume_from) if params.resume_from else None
 

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from pydantic import BaseModel, ConfigDict
 
 from nemotron.artifacts import Artifact
-from nemotron.stages import stage_params
+from nemotron.job import stage_params
 from nemotron.tracking.importing import REGISTER_OPTIONS, typed_artifact
 
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import copy
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pydantic import Field
 
 from nemotron.artifacts import ModelArtifact, SplitJsonlDataArtifact
-from nemotron.data.sources import ScaleConfig
-from nemotron.stages import stage_params
-from nemotron.stages._training import load_input, output_dir, read_problems
+from nemotron.job import load_input, output_dir, scale_config, stage_params
+from nemotron.stages._training import read_problems
 from nemotron.training.trainer import LoopParams
 
 
@@ -59,11 +58,11 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
     device = select_device(params.device)
     base = load_input(cfg, params.model_uri, ModelArtifact)
     data = load_input(cfg, params.data_uri, SplitJsonlDataArtifact)
-    scale = ScaleConfig.model_validate(OmegaConf.to_container(cfg.scale, resolve=True))
+    scale = scale_config(cfg)
     policy, tokenizer = load_model(base.path), load_tokenizer(base.path)
     reference = copy.deepcopy(policy).eval().requires_grad_(False).to(device) if params.kl_coef else None
     train, val = read_problems(data, "train"), read_problems(data, "val", params.eval_problems)
-    out = output_dir(params)
+    out = output_dir(params.output_dir, ("model",), create=True)
 
     with process_group(device) as env:
         trainer = Trainer(policy, tokenizer, params, out, env, device, identity=params.identity())

@@ -34,7 +34,7 @@ from nemotron.data.progress import RateProgress
 from nemotron.data.rl import KEYS, JsonlWriter, RowFormat, rl_row
 from nemotron.data.sources import SPLITS, BlendConfig, ScaleConfig, read_source
 from nemotron.errors import NemotronError
-from nemotron.stages import fresh_output_dir, stage_params
+from nemotron.job import output_dir, stage_params
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 f"stage.source_splits: {source!r} -> {split!r} must name a source of the blend "
                 f"({', '.join(sorted(names))}) and one of {', '.join(SPLITS)}."
             )
-    data_dir = fresh_output_dir(params.output_dir, ("data",)) / "data"
+    data_dir = output_dir(params.output_dir, ("data",)) / "data"
     data_dir.mkdir(parents=True)
 
     writers = {split: JsonlWriter(data_dir / FILES[split]) for split in SPLITS}

@@ -13,14 +13,13 @@ Commits `sft-model-tiny`, whose `base_model` is the pinned pretrained model.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pydantic import Field
 
 from nemotron.artifacts import ModelArtifact, SFTDataArtifact
-from nemotron.data.sources import ScaleConfig
 from nemotron.errors import NemotronError
-from nemotron.stages import stage_params
-from nemotron.stages._training import check_same_tokenizer, load_data_tokenizer, load_input, output_dir
+from nemotron.job import load_input, output_dir, scale_config, stage_params
+from nemotron.stages._training import check_same_tokenizer, load_data_tokenizer
 from nemotron.training.trainer import LoopParams
 
 
@@ -53,7 +52,7 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
     device = select_device(params.device)
     base = load_input(cfg, params.model_uri, ModelArtifact)
     data = load_input(cfg, params.data_uri, SFTDataArtifact)
-    scale = ScaleConfig.model_validate(OmegaConf.to_container(cfg.scale, resolve=True))
+    scale = scale_config(cfg)
     model = load_model(base.path)
     tokenizer = load_tokenizer(base.path)
     check_same_tokenizer(tokenizer, load_data_tokenizer(cfg, data)[0], base.uri or base.path, data.uri or data.path)
@@ -67,7 +66,7 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
         )
     train = PackedRows(data.path, "train", params.seed, tokenizer.pad_token_id)
     valid = PackedRows(data.path, "valid", params.seed, tokenizer.pad_token_id)
-    out = output_dir(params)
+    out = output_dir(params.output_dir, ("model",), create=True)
 
     with process_group(device) as env:
         torch.manual_seed(params.seed)

@@ -52,7 +52,7 @@ from nemotron.data.sft import (
 from nemotron.data.sources import SPLITS, BlendConfig, ScaleConfig, SourceConfig, read_source
 from nemotron.data.tokenizer import TokenizerConfig, load_tokenizer, tokenizer_digest, train_bpe
 from nemotron.errors import NemotronError
-from nemotron.stages import fresh_output_dir, stage_params
+from nemotron.job import output_dir, stage_params
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class SFTDataParams(BaseModel):
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     params = stage_params(cfg, SFTDataParams)
-    out = fresh_output_dir(params.output_dir, ("data", "tokenizer"))
+    out = output_dir(params.output_dir, ("data", "tokenizer"))
     data_dir = out / "data"
 
     tokenizer, trained = _prepare_tokenizer(params, out / "tokenizer")
