@@ -161,7 +161,7 @@ def sbatch_header(cluster: Cluster, job_name: str, log_dir: Path) -> list[str]:
 
 def srun(cluster: Cluster, mounts: Sequence[str], workdir: str, *options: str) -> str:
     """An srun command prefix with the pyxis container flags, each one quoted word. `options` are shell words
-    as the backend writes them (they may name the script's variables: `--nodelist=$RAY_HEAD`)."""
+    as the backend writes them (they may name the script's variables: `"--nodelist=$HEAD_NODE"`)."""
     parts = ["srun", *options]
     if cluster.container_image:
         parts.append(word(f"--container-image={cluster.container_image}", "launcher.container_image"))

@@ -465,16 +465,34 @@ def logger(cfg: DictConfig, params: GRPOStageParams, out: Path) -> dict[str, Any
 # -- Ray inside the allocation ----------------------------------------------------------------------------
 
 
+# The head's address is an IP resolved on the head node, as NeMo-RL's ray.sub resolves each node's IP in the batch
+# script (v0.7.0, ray.sub:268-313; head_node_ip=${ip_addresses_array[0]} at :332, `--node-ip-address` at :567):
+# a name that another node resolves differently (or not at all) is no Ray address. The batch script runs on the
+# allocation's first node, the head; srun still places the steps by name ($HEAD_NODE).
+RESOLVE_HEAD = [
+    'HEAD_NODE=${NODES[0]}',
+    "RAY_HEAD=$(getent ahostsv4 \"$HEAD_NODE\" | awk 'NR == 1 { print $1 }' || true)",
+    'if [ -z "$RAY_HEAD" ]; then',
+    '  echo "WARNING: $HEAD_NODE does not resolve to an IP here; Ray uses the name" >&2',
+    '  RAY_HEAD=$HEAD_NODE',
+    "fi",
+    "export HEAD_NODE RAY_HEAD",
+]
+
+
 def ray_head_command(cluster: _cluster.Cluster) -> str:
     return (
-        f"ray start --head --node-ip-address=$RAY_HEAD --port={RAY_PORT} --num-gpus={cluster.gpus_per_node} "
+        f'ray start --head --node-ip-address="$RAY_HEAD" --port={RAY_PORT} --num-gpus={int(cluster.gpus_per_node)} '
         "--disable-usage-stats"
     )
 
 
 def ray_worker_command(cluster: _cluster.Cluster) -> str:
     """Join the head and stay until it goes away."""
-    return f"ray start --address=$RAY_HEAD:{RAY_PORT} --num-gpus={cluster.gpus_per_node} --disable-usage-stats --block"
+    return (
+        f'ray start --address="$RAY_HEAD:{RAY_PORT}" --num-gpus={int(cluster.gpus_per_node)} --disable-usage-stats '
+        "--block"
+    )
 
 
 def wait_for_nodes_command(cluster: _cluster.Cluster) -> str:
@@ -487,6 +505,9 @@ def grpo_command(cluster: _cluster.Cluster, rl: Mapping[str, Any], config_path: 
     nemo_rl_dir = _cluster.word(rl.get("nemo_rl_dir", "/opt/nemo-rl"), "model.rl.nemo_rl_dir")
     python, config = _cluster.word(cluster.python, "launcher.python"), _cluster.word(config_path, "The run directory")
     return f"cd {nemo_rl_dir} && {python} {ENTRY_POINT} --config {config}"
+
+
+HEAD = '"--nodelist=$HEAD_NODE"'  # an srun option naming the head by the script's variable, quoted
 
 
 def submission_script(
@@ -503,21 +524,22 @@ def submission_script(
     lines = _cluster.sbatch_header(cluster, "nemotron-rl", out)
     lines += [
         'NODES=($(scontrol show hostnames "$SLURM_JOB_NODELIST"))',
-        "export RAY_HEAD=${NODES[0]}",
+        "# The Ray head's IP, resolved here on the head node (as NeMo-RL's ray.sub does)",
+        *RESOLVE_HEAD,
         "",
         "# Ray head on the first node",
-        f"{step('--nodes=1', '--ntasks=1', '--nodelist=$RAY_HEAD')} {_cluster.bash_c(ray_head + ' --block')} &",
+        f"{step('--nodes=1', '--ntasks=1', HEAD)} {_cluster.bash_c(ray_head + ' --block')} &",
         "sleep 10",
     ]
     if cluster.nodes > 1:
-        options = (f"--nodes={cluster.nodes - 1}", "--ntasks-per-node=1", "--exclude=$RAY_HEAD")
+        options = (f"--nodes={cluster.nodes - 1}", "--ntasks-per-node=1", '"--exclude=$HEAD_NODE"')
         worker = _cluster.bash_c(ray_worker_command(cluster))
         lines += ["# Ray workers on the other nodes", f"{step(*options)} {worker} &"]
     driver = f"{wait_for_nodes_command(cluster)}; {grpo_command(cluster, rl, config_path)}"
     lines += [
         "",
         "# The GRPO driver on the head's node; when it ends the batch script ends and Slurm stops Ray",
-        f"{step('--overlap', '--nodes=1', '--ntasks=1', '--nodelist=$RAY_HEAD')} {_cluster.bash_c(driver)}",
+        f"{step('--overlap', '--nodes=1', '--ntasks=1', HEAD)} {_cluster.bash_c(driver)}",
     ]
     return "\n".join(lines) + "\n"
 

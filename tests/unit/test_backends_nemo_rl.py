@@ -6,6 +6,7 @@ its main keys) and NeMo-RL's own `grpo-nanov3-30BA3B-2n8g-megatron` recipe.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -122,11 +123,55 @@ def test_sbatch_script_starts_ray_in_the_allocation(inputs, tmp_path):
         # NeMo-RL's own image (model.containers.nemo_rl), not the Megatron-Bridge one
         assert "--container-image=nvcr.io#nvidia/nemo-rl:v0.7.0" in step and "--container-mounts=" in step
     head, workers, driver = steps
-    assert "ray start --head" in head and "--nodelist=$RAY_HEAD" in head
-    assert "ray start --address=$RAY_HEAD:6379" in workers and "--exclude=$RAY_HEAD" in workers
+    assert "ray start --head" in head and '"--nodelist=$HEAD_NODE"' in head
+    assert 'ray start --address="$RAY_HEAD:6379"' in workers and '"--exclude=$HEAD_NODE"' in workers
     assert "--nodes=1" in workers  # the other node
     assert f"python3 examples/run_grpo.py --config {tmp_path / nemo_rl.CONFIG_FILE}" in driver
     assert "cd /opt/nemo-rl" in driver
+
+
+STUBS = {  # each records its argv; srun runs the step's `bash -c COMMAND` as the node would
+    "srun": 'echo "srun $*" >> "$LOG"; while [ $# -gt 2 ]; do shift; done; [ "$1" = -c ] && exec bash -c "$2"',
+    "scontrol": 'printf "gpu-a017\\ngpu-a018\\n"',
+    "getent": 'echo "getent $*" >> "$LOG"; [ "$2" = gpu-a017 ] && echo "10.4.0.17 STREAM gpu-a017"; true',
+    "ray": 'echo "ray $*" >> "$LOG"; [ "$1" = status ] && printf " node_a\\n node_b\\n"; true',
+    "python3": "true",
+    "sleep": "true",
+}
+
+
+def run_with_stubs(script: str, tmp_path: Path, **stubs: str) -> tuple[str, str]:
+    """Run the sbatch script as the batch step on the allocation's first node would, Slurm and Ray stubbed;
+    (what the stubs recorded, the script's stderr)."""
+    directory = tmp_path / "stubs"
+    directory.mkdir()
+    for name, body in {**STUBS, **stubs}.items():
+        (directory / name).write_text(f"#!/bin/bash\n{body}\n")
+        (directory / name).chmod(0o755)
+    log = tmp_path / "log"
+    env = {"PATH": f"{directory}:/usr/bin:/bin", "LOG": str(log), "SLURM_JOB_NODELIST": "gpu-a[017-018]"}
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return log.read_text(), done.stderr
+
+
+def test_the_ray_head_address_is_the_ip_resolved_on_the_head_node(inputs, tmp_path):
+    """As NeMo-RL's ray.sub (v0.7.0, lines 268-313 and 332): the batch script, which Slurm runs on the
+    allocation's first node (the head), resolves the head's name to its IP; Ray binds and is joined at that IP,
+    while srun places the steps by node name."""
+    _, script = dry_run(inputs, tmp_path, f"model.rl.nemo_rl_dir={tmp_path}")  # the driver's `cd` works here
+    log, _ = run_with_stubs(script, tmp_path)
+    assert "getent ahostsv4 gpu-a017" in log
+    assert "ray start --head --node-ip-address=10.4.0.17 --port=6379" in log
+    assert "ray start --address=10.4.0.17:6379" in log  # the workers join the IP, never resolve the name themselves
+    assert "--nodelist=gpu-a017" in log and "--exclude=gpu-a017" in log
+
+
+def test_an_unresolvable_head_falls_back_to_its_name_with_a_warning(inputs, tmp_path):
+    _, script = dry_run(inputs, tmp_path, f"model.rl.nemo_rl_dir={tmp_path}")  # the driver's `cd` works here
+    log, stderr = run_with_stubs(script, tmp_path, getent="exit 2")
+    assert "ray start --head --node-ip-address=gpu-a017 --port=6379" in log
+    assert "gpu-a017" in stderr and "IP" in stderr
 
 
 @pytest.mark.parametrize(
@@ -147,7 +192,7 @@ def test_bad_input_is_a_clear_error(inputs, tmp_path, overrides, message):
 
 def test_single_node_script_has_no_workers(inputs, tmp_path):
     _, script = dry_run(inputs, tmp_path, "launcher.nodes=1")
-    assert "--exclude=$RAY_HEAD" not in script
+    assert "--exclude=" not in script
     assert 'grep -c " node_")" -ge 1' in script
 
 
