@@ -7,6 +7,8 @@
     nemotron-art verify REF [--full | --sample N] [--upstream]
                                                   recompute the digests of the files a version recorded
     nemotron-art diff A B                         config, inputs, code version and fields that differ
+    nemotron-art rerun REF [--dry-run] [--launcher L]
+                                                  run again the job that committed REF, every input pinned
     nemotron-art alias REF ALIAS                  point ALIAS at the version REF names
     nemotron-art import model PATH --stage S --step N | import data pretrain|sft|rl PATH
                                                   register existing data or checkpoints (zero-copy)
@@ -82,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("a")
     diff.add_argument("b")
     diff.add_argument("--json", action="store_true")
+
+    rerun = _command(commands, "rerun", "rerun:rerun", "run again the job that committed REF, inputs pinned")
+    rerun.add_argument("ref")
+    rerun.add_argument("--dry-run", action="store_true", help="print the command and the differences, run nothing")
+    rerun.add_argument("--launcher", help="run it with this launcher (launcher=NAME), e.g. slurm; default: as before")
 
     alias = _command(commands, "alias", "commands:alias", "point ALIAS at the version REF names")
     alias.add_argument("ref")

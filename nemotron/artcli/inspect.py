@@ -66,11 +66,14 @@ def _size(value: int | None) -> str:
 def diff(store: ManifestStore, args: Namespace) -> int:
     from nemotron.tracking.diff import diff_manifests
 
-    result = diff_manifests(store.resolve(args.a), store.resolve(args.b))
+    result = diff_manifests(store.resolve(args.a), store.resolve(args.b), store=store)
     if args.json:
         print_json(result)
         return 0
     a, b = result["a"], result["b"]
+    for this, other in ((b, a), (a, b)):
+        if result["reproduces"]["b" if this == b else "a"] == other:
+            console.print(f"{this} reproduces {other} (nemotron-art rerun)")
     empty = True
     for section in ("artifact", "config", "inputs", "code", "fields"):
         changes: dict[str, dict[str, Any]] = result[section]
@@ -93,6 +96,16 @@ def diff(store: ManifestStore, args: Namespace) -> int:
                 console.print(f"  {label}: {path}")
         for path in files["only_in_b"][:20]:
             console.print(f"  only in {b}: {path}")
+    if files.get("relocated"):
+        console.print(
+            f"files: {len(files['relocated'])} differ only by naming their own output directory (expected): "
+            + ", ".join(files["relocated"][:20])
+        )
+    if result["expected"]:
+        table = Table("key", a, b, title="expected (time, host, run ids, own output dir)", title_justify="left")
+        for key, change in result["expected"].items():
+            table.add_row(key, _show(change, "a"), _show(change, "b"), style="dim")
+        console.print(table)
     if empty:
         console.print(f"{a} and {b} have the same config, inputs, code version, fields and file contents.")
     return 0

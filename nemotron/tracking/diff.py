@@ -38,10 +38,14 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return changes
 
 
-def diff_manifests(a: Manifest, b: Manifest) -> dict[str, Any]:
-    return {
+def diff_manifests(a: Manifest, b: Manifest, store: Any = None) -> dict[str, Any]:
+    """The differences by section; those two runs of one job always have (time, host, run ids, the output
+    directory, the job's own other outputs: see tracking/reproduce.py) are moved to the `expected` section.
+    `store` (optional) lets an input version that reproduces the other side's count as expected."""
+    result = {
         "a": a.ref,
         "b": b.ref,
+        "reproduces": {"a": a.reproduces, "b": b.reproduces},
         "artifact": compare(_artifact_summary(a), _artifact_summary(b)),
         "config": compare(flatten(a.run.config if a.run else {}), flatten(b.run.config if b.run else {})),
         "inputs": compare(_inputs(a), _inputs(b)),
@@ -49,6 +53,53 @@ def diff_manifests(a: Manifest, b: Manifest) -> dict[str, Any]:
         "fields": compare(_fields(a), _fields(b)),
         "files": _files(a, b),
     }
+    result["expected"] = _split_expected(result, a, b, store)
+    return result
+
+
+def _split_expected(result: dict[str, Any], a: Manifest, b: Manifest, store: Any) -> dict[str, Any]:
+    """Move what differs by construction out of the sections into one `expected` section."""
+    from nemotron.tracking import reproduce
+
+    expected: dict[str, Any] = compare(_run_ids(a), _run_ids(b))
+    for section in ("artifact", "config", "inputs", "fields"):
+        for key, change in list(result[section].items()):
+            old, new = change.get("a"), change.get("b")
+            if (
+                reproduce.is_timing(key)
+                or reproduce.relocated(old, new, a, b)
+                or (section == "config" and key.startswith(("artifacts.pins", "artifacts.reproduces")))
+                or _reproduced_input(section, key, old, new, store)
+            ):
+                expected[f"{section}.{key}"] = result[section].pop(key)
+    files = result["files"]
+    moved = [path for path in files["changed"] if reproduce.relocated_file(path, a, b)]
+    files["changed"] = [path for path in files["changed"] if path not in moved]
+    files["relocated"] = moved
+    return expected
+
+
+def _reproduced_input(section: str, key: str, old: Any, new: Any, store: Any) -> bool:
+    """An input (or an `art://` field) whose new version reproduces the old one: the job's own other output."""
+    from nemotron.tracking import reproduce
+
+    if not (isinstance(old, str) and isinstance(new, str)):
+        return False
+    if section == "inputs" and "," not in old + new and not key.startswith("source "):
+        return reproduce.reproduced_by(store, f"{key}:{old}", f"{key}:{new}")
+    if section == "fields" and old.startswith("art://") and new.startswith("art://"):
+        return reproduce.reproduced_by(store, old[len("art://") :], new[len("art://") :])
+    return False
+
+
+def _run_ids(manifest: Manifest) -> dict[str, Any]:
+    run = manifest.run
+    ids = {"created_at": str(manifest.created_at), "committed_at": str(manifest.committed_at)}
+    ids["producer"] = manifest.producer
+    if run is not None:
+        ids.update({f"run.{key}": getattr(run, key) for key in ("host", "user", "cwd", "output_dir")})
+        ids.update({f"run.{key}": getattr(run, key) for key in ("hydra_job_id", "slurm_job_id")})
+    return ids
 
 
 def _artifact_summary(manifest: Manifest) -> dict[str, Any]:

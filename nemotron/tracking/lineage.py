@@ -127,6 +127,7 @@ def _describe(manifest: Manifest) -> dict[str, Any]:
         "type": manifest.type,
         "path": manifest.path,
         "producer": manifest.run.hydra_job_name if manifest.run else None,
+        "reproduces": manifest.reproduces,
     }
 
 
@@ -144,7 +145,8 @@ def _label(node: dict[str, Any]) -> str:
         return f"[bold red]{node['ref']}[/] [dim](not in this store)[/]"
     if node.get("repeated"):
         return f"[bold]{node['ref']}[/] [dim]({node['type']}, shown above)[/]"
-    return f"[bold]{node['ref']}[/] [dim]{node['type']}[/]  {node['path']}"
+    again = f"  [magenta]reproduces {node['reproduces']}[/]" if node.get("reproduces") else ""
+    return f"[bold]{node['ref']}[/] [dim]{node['type']}[/]  {node['path']}{again}"
 
 
 def _add_children(tree, node: dict[str, Any]) -> None:
