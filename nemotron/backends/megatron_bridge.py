@@ -120,7 +120,8 @@ def run(cfg: DictConfig, mode: Mode) -> ModelArtifact | None:
     if perf:
         log.info(
             "Starting from Megatron-Bridge's performance recipe %s (measured on %d x %s): its layout and batch "
-            "replace model.parallelism and model.batch.%s; its env_vars are exported at job start.",
+            "replace model.parallelism and model.batch.%s (launcher.gpu_type=null keeps those); its env_vars are "
+            "exported at job start.",
             perf.recipe, cluster.world_size, cfg.launcher.gpu_type, mode,
         )
     config_path, script_path = out / CONFIG_FILE, out / SCRIPT_FILE

@@ -72,10 +72,10 @@ def test_dry_run_prints_config_and_sbatch_and_commits_nothing(project):
     result = ok(dry_run(project))
     assert result.stdout == ""  # nothing committed, so no JSON line
     printed = result.stderr
-    assert (
-        "Megatron-Bridge pretrain config (megatron.bridge.recipes.nemotronh:nemotron_3_nano_pretrain_config)" in printed
-    )
-    assert "tensor_model_parallel_size: 4" in printed and "blend_per_split:" in printed
+    # launcher=gpu_2x8 is 16 H100: the dry run names the measured performance recipe it starts from
+    recipe = "megatron.bridge.perf_recipes.nemotronh:nemotron_3_nano_pretrain_16gpu_h100_bf16_config"
+    assert f"Megatron-Bridge pretrain config ({recipe})" in printed
+    assert "tensor_model_parallel_size: 1" in printed and "blend_per_split:" in printed
     assert "#SBATCH --nodes=2" in printed and "--container-image=nvcr.io#nvidia/nemo:26.08" in printed
     assert "-m nemotron.backends.megatron_bridge" in printed
     assert SECRET not in printed

@@ -25,9 +25,10 @@ CHECKER = ROOT / "tests" / "realmb" / "check_real_mb.py"
 STUBS = ROOT / "tests" / "realmb" / "stubs"
 NANO_PRETRAIN = "megatron.bridge.recipes.nemotronh:nemotron_3_nano_pretrain_config"
 NANO_H100 = "megatron.bridge.perf_recipes.nemotronh:nemotron_3_nano_pretrain_16gpu_h100_bf16_config"
-H100 = "launcher.gpu_type=h100"
+H100 = "launcher.gpu_type=h100"  # launcher=gpu_2x8's own: its nodes are H100
+PLAIN = "launcher.gpu_type=null"  # no GPU type: the model's recipe with model.parallelism and model.batch
 CASES = {
-    "nano3/pretrain": NANO_PRETRAIN,
+    f"nano3/pretrain/{PLAIN}": NANO_PRETRAIN,
     "nano3/sft": "megatron.bridge.recipes.nemotronh:nemotron_3_nano_sft_config",
     "llama32_1b/pretrain": "megatron.bridge.recipes.llama:llama32_1b_pretrain_config",
     "llama32_1b/sft": "megatron.bridge.recipes.llama:llama32_1b_sft_config",
@@ -159,7 +160,7 @@ def _shard_tokens(made: dict) -> set[int]:
     return ids
 
 
-@pytest.mark.parametrize("case", ["nano3/pretrain", "llama32_1b/pretrain", f"nano3/pretrain/{H100}"])
+@pytest.mark.parametrize("case", [f"nano3/pretrain/{PLAIN}", "llama32_1b/pretrain", f"nano3/pretrain/{H100}"])
 def test_the_real_gpt_dataset_reads_our_shards(real, made, case):
     found = real["cases"][case]
     assert "error" not in found, found.get("error")
@@ -189,7 +190,7 @@ def test_the_real_sft_builder_reads_our_packed_parquet(real, made, case):
 def test_the_h100_perf_recipe_trains_with_the_model_recipes_policy(real):
     """Started from nemotron_3_nano_pretrain_16gpu_h100_bf16_config: its layout and env_vars, but the model recipe's
     training length, our checkpoint dir and natural MoE routing (not the 50-step benchmark's)."""
-    perf, plain = real["cases"][f"nano3/pretrain/{H100}"], real["cases"]["nano3/pretrain"]
+    perf, plain = real["cases"][f"nano3/pretrain/{H100}"], real["cases"][f"nano3/pretrain/{PLAIN}"]
     assert "error" not in perf, perf.get("error")
     assert perf["layout"] == [1, 1, 1, 8, False] and perf["batch"] == [1024, 1]
     assert plain["layout"] == [4, 1, 1, 8, True] and plain["batch"] == [768, 1]  # model=nano3's own

@@ -35,7 +35,17 @@ CONFIG_CONTAINER_FIELDS = {
     "comm_overlap",
     "mixed_precision",
 }
-PROVIDER_PARALLEL = {
+# launcher=gpu_2x8 is 16 H100: model=nano3 pretraining starts from nemotron_3_nano_pretrain_16gpu_h100_bf16_config
+H100_RECIPE = "megatron.bridge.perf_recipes.nemotronh:nemotron_3_nano_pretrain_16gpu_h100_bf16_config"
+H100_PARALLEL = {
+    "tensor_model_parallel_size": 1,
+    "pipeline_model_parallel_size": 1,
+    "context_parallel_size": 1,
+    "expert_model_parallel_size": 8,
+    "expert_tensor_parallel_size": 1,
+    "sequence_parallel": False,
+}
+PROVIDER_PARALLEL = {  # model=nano3's own model.parallelism (SFT, and pretraining with launcher.gpu_type=null)
     "tensor_model_parallel_size": 4,
     "pipeline_model_parallel_size": 1,
     "context_parallel_size": 1,
@@ -70,7 +80,7 @@ def test_hyperparameters_not_given_are_the_recipes(inputs, tmp_path):
     neither the learning rate nor the eval interval (recipe 500), eval iters (32), checkpoint interval (200),
     log interval or gradient clipping."""
     config, _ = dry_run(inputs, tmp_path, "pretrain")
-    assert config["train"] == {"global_batch_size": 768, "micro_batch_size": 1}
+    assert config["train"] == {"global_batch_size": 1024, "micro_batch_size": 1}  # the H100 perf recipe's
     assert not {"lr", "min_lr", "weight_decay", "clip_grad"} & set(config["optimizer"])
     assert set(config["scheduler"]) == {"lr_decay_style"}
     assert config["validation"] == {}
@@ -86,9 +96,9 @@ def test_pretrain_config_has_megatron_bridge_fields_and_values(inputs, tmp_path,
         "stage.eval_every=250", "stage.eval_batches=16", "stage.checkpoint_every=500",
     )  # fmt: skip
     assert set(config) <= CONFIG_CONTAINER_FIELDS
-    assert {key: config["model"][key] for key in PROVIDER_PARALLEL} == PROVIDER_PARALLEL
+    assert {key: config["model"][key] for key in H100_PARALLEL} == H100_PARALLEL
     assert config["model"]["seq_length"] == config["dataset"]["seq_length"] == 8192
-    assert config["train"] == {"train_iters": 1000, "global_batch_size": 768, "micro_batch_size": 1}
+    assert config["train"] == {"train_iters": 1000, "global_batch_size": 1024, "micro_batch_size": 1}
     assert config["optimizer"]["lr"] == 2e-4 and config["optimizer"]["min_lr"] == 2e-5
     assert config["scheduler"]["lr_decay_iters"] == 1000
     assert "lr_warmup_iters" not in config["scheduler"]  # not given: the recipe's
@@ -113,8 +123,8 @@ def test_pretrain_config_has_megatron_bridge_fields_and_values(inputs, tmp_path,
     assert config["logger"]["wandb_entity"] == "team"
     assert config["logger"]["wandb_exp_name"] == "pretrain-model"
     printed = capsys.readouterr().out
-    assert "tensor_model_parallel_size: 4" in printed and "#SBATCH --nodes=2" in printed
-    assert "nemotron_3_nano_pretrain_config" in printed
+    assert "tensor_model_parallel_size: 1" in printed and "#SBATCH --nodes=2" in printed
+    assert H100_RECIPE in printed  # the dry run names the recipe it starts from
 
 
 def test_sft_config_uses_packed_parquet_specs(inputs, tmp_path):
@@ -221,11 +231,10 @@ def test_hf_repo_is_served_offline_from_the_local_copy(tmp_path):
 def test_sequence_length_must_split_over_tp_sp_and_cp(inputs, tmp_path):
     """A packing/TP mismatch: the data's pack_size must divide evenly over TP ranks (sequence parallel) and 2*CP
     chunks (Megatron-Bridge training/config.py:1436), refused before anything is written."""
-    from nemotron import SFTDataArtifact, log_artifact, setup_artifact_tracking
+    from nemotron import SFTDataArtifact, load_artifact, log_artifact, setup_artifact_tracking
 
     tracking = setup_artifact_tracking({"artifacts": {"manifest": {"root": str(inputs["store"])}}})
-    runs = (f"run.data={inputs['sft']}", f"run.model={inputs['model']}")
-    sft_path = Path(compose(inputs["store"], "sft", *runs).stage.data)
+    sft_path = Path(load_artifact(inputs["sft"], str(inputs["store"])).path)
     odd = log_artifact(SFTDataArtifact(path=str(sft_path), name="sft-data-odd", pack_size=4098, num_shards=2), tracking)
     cfg = compose(inputs["store"], "sft", f"run.data={odd.uri}", f"run.model={inputs['model']}",
                   "stage.dry_run=true", f"stage.output_dir={tmp_path}")  # fmt: skip
@@ -241,12 +250,15 @@ def test_sequence_length_must_split_over_tp_sp_and_cp(inputs, tmp_path):
     ("overrides", "message"),
     [
         (["launcher.gpus_per_node=6"], "gives 12 GPUs, which the model's parallelism cannot use"),
-        (["model.parallelism.tensor_model_parallel_size=3"], "tensor_model_parallel_size=3"),
-        (["model.parallelism.expert_model_parallel_size=32"], "Expert parallelism needs 32 GPUs"),
+        # without a GPU type the model's own parallelism and batch apply, and are checked
+        (["launcher.gpu_type=null", "model.parallelism.tensor_model_parallel_size=3"], "tensor_model_parallel_size=3"),
+        (["launcher.gpu_type=null", "model.parallelism.expert_model_parallel_size=32"],
+         "Expert parallelism needs 32 GPUs"),
         (["launcher.python=null"], "launcher.python is not"),
         (["launcher.nodes=0"], "launcher.nodes=0"),
         (["launcher.tasks_per_node=8"], "launcher.tasks_per_node=1"),
-        (["model.batch.pretrain.global_batch_size=102"], "global_batch_size=102 is not a multiple"),
+        (["launcher.gpu_type=null", "model.batch.pretrain.global_batch_size=102"],
+         "global_batch_size=102 is not a multiple"),
     ],
 )
 def test_bad_input_is_a_clear_error(inputs, tmp_path, overrides, message):
@@ -397,11 +409,12 @@ def test_sft_dataset_merged_into_the_real_recipe_config(inputs, tmp_path):
     import os
     import subprocess
 
+    from nemotron import load_artifact
+
     python = Path(os.environ.get("REALMB_VENV", Path(__file__).parents[2] / ".venv-realmb")) / "bin" / "python"
     if not python.exists():
         pytest.skip("no real Megatron-Bridge venv here (scripts/realmb_venv.sh builds it)")
-    runs = (f"run.data={inputs['sft']}", f"run.model={inputs['model']}")
-    root = Path(compose(inputs["store"], "sft", *runs).stage.data)
+    root = Path(load_artifact(inputs["sft"], str(inputs["store"])).path)
     repo = Path(__file__).parents[2]
     env = {**os.environ, "PYTHONPATH": f"{repo / 'tests' / 'realmb' / 'stubs'}{os.pathsep}{repo}"}
     result = subprocess.run([str(python), "-c", REAL_MB_CHECK, str(root), str(tmp_path)], env=env,

@@ -102,7 +102,15 @@ def test_dry_run_on_16_h100_starts_from_the_perf_recipe(inputs, tmp_path, capsys
     assert (config["train"]["global_batch_size"], config["train"]["micro_batch_size"]) == (1024, 1)
 
 
-def test_dry_run_without_a_gpu_type_keeps_the_model_recipe(inputs, tmp_path):
+def test_launcher_gpu_2x8_is_16_h100_and_starts_from_the_perf_recipe(inputs, tmp_path, capsys):
+    """The shipped 2 x 8 profile describes H100 nodes (launcher.gpu_type=h100): model=nano3 pretraining on it
+    starts from the measured layout, not the unmeasured TP4 / global batch 768 of model.parallelism."""
     config, script = _dry_run(inputs, tmp_path)
+    assert f"--recipe {NANO_H100} " in script and NANO_H100 in capsys.readouterr().out
+    assert (config["model"]["tensor_model_parallel_size"], config["train"]["global_batch_size"]) == (1, 1024)
+
+
+def test_dry_run_without_a_gpu_type_keeps_the_model_recipe(inputs, tmp_path):
+    config, script = _dry_run(inputs, tmp_path, "launcher.gpu_type=null")
     assert f"--recipe {NANO_PRETRAIN} " in script
     assert config["model"]["tensor_model_parallel_size"] == 4 and config["train"]["global_batch_size"] == 768
