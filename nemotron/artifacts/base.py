@@ -8,11 +8,12 @@ store, never into `path`, which may be read-only or shared.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from nemotron.artifacts.refs import SCHEME
 from nemotron.errors import NemotronError
@@ -42,6 +43,12 @@ class Artifact(BaseModel):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         ARTIFACT_TYPES[cls.__name__] = cls
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_as_text(cls, value: Any) -> Any:
+        """`path=Path(...)`, as scripts written against the seed kit pass it, is kept as its text."""
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @model_validator(mode="after")
     def _fill_type(self) -> Artifact:

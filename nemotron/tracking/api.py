@@ -43,7 +43,7 @@ def log_artifact(
     """Commit `artifact` with a run record of this process and the inputs `tracking` has resolved, then
     mirror it to W&B if the tracking has the mirror on (a W&B failure only warns)."""
     tracking = tracking or tracking_for(root)
-    run = build_run_record()
+    run = build_run_record(config=tracking.run_config, overrides=tracking.run_overrides)
     if tracking.store is None and tracking.wandb_target is not None:  # W&B only (artifacts=wandb)
         artifact.name = name or artifact.name
         tracking.mirror([(artifact, None)], run=run)

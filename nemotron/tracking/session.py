@@ -104,6 +104,9 @@ class Tracking:
         self._roles: dict[str, str] = {}  # run.<role> -> reference as written
         self._outputs: dict[str, Manifest] = {}  # name -> the version this job committed last
         self._stdin_line: str | None = None
+        # A script's config and overrides (nemotron.kit.cli), recorded in the run record of what it commits.
+        self.run_config: dict[str, Any] | None = None
+        self.run_overrides: list[str] = []
 
     # -- activation -----------------------------------------------------------------------------------
 
