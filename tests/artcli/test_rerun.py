@@ -120,6 +120,40 @@ def test_dry_run_prints_the_command_and_runs_nothing(reran: Rerun) -> None:
     assert result.stdout == "" and sorted(p.name for p in (reran.root / "sft-data-tiny").glob("v*")) == versions
 
 
+def test_a_rerun_through_a_launcher_is_checked_from_the_store(reran: Rerun) -> None:
+    """launcher=submitit_local runs the job in a process of its own: its JSON lines never reach rerun's stdout,
+    so the reproduced versions are found in the store."""
+    result = reran.art("rerun", "pretrain-data-tiny:v1", "--launcher", "submitit_local")
+    new = reran.manifest("pretrain-data-tiny:v3")
+    assert new["reproduces"] == "pretrain-data-tiny:v1" and "launcher=submitit_local" in new["run"]["overrides"]
+    assert "pretrain-data-tiny:v3 reproduces pretrain-data-tiny:v1: 10 files identical, 1 differ only" in result.stderr
+
+
+def test_pins_apply_to_references_by_text_and_by_name(tmp_path: Path) -> None:
+    """What `++artifacts.pins` does inside the job: `x:latest`, `x` and `x:prod` all resolve to the pinned
+    version; an exact reference and other names are left alone."""
+    from nemotron import Artifact
+    from nemotron.tracking.session import ArtifactSettings, Tracking
+
+    root = str(tmp_path / "store")
+    (tmp_path / "d").mkdir()
+    plain = Tracking(ArtifactSettings(root=root))
+    for name in ("x", "x", "x", "y"):
+        plain.commit(Artifact(path=str(tmp_path / "d")), name=name)
+    plain.store.set_alias("x:v3", "prod")
+    settings = ArtifactSettings.from_config({"manifest": {"root": root}, "pins": ["x=x:v1", "y:latest=y:v1"]})
+    pinned = Tracking(settings)
+    assert [pinned.resolve(r).ref for r in ("x:latest", "art://x", "x:prod", "x:v2", "y:latest")] == [
+        "x:v1",
+        "x:v1",
+        "x:v1",
+        "x:v2",
+        "y:v1",
+    ]
+    with pytest.raises(Exception, match="NAME=NAME:vN"):
+        ArtifactSettings.from_config({"pins": ["x=x:latest"]})
+
+
 def test_a_rerun_whose_input_was_deleted_is_one_clear_error(reran: Rerun) -> None:
     """tokenizer-tiny:v1 deleted as gc deletes (its record, a deletion entry): sft-data-tiny:v1 cannot be rerun."""
     from nemotron.store.manifest_store import ManifestStore
