@@ -83,10 +83,25 @@ def cli(config_class: type[C], config_file: str | Path | None = None, argv: list
     validated into `config_class` (a dataclass or a Pydantic model). Exits 2 with one paragraph on bad input."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return _cli(config_class, config_file, argv)
+        config = _cli(config_class, config_file, argv)
     except NemotronError as exc:
         print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    sys.excepthook = _one_paragraph(sys.excepthook)
+    return config
+
+
+def _one_paragraph(previous: Any) -> Any:
+    """The script's uncaught NemotronError (an input that does not exist, nothing on stdin) as one paragraph on
+    stderr, as the entry point shows it; any other exception keeps its traceback."""
+
+    def hook(kind: type[BaseException], error: BaseException, traceback: Any) -> None:
+        if isinstance(error, NemotronError):
+            print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+        else:
+            previous(kind, error, traceback)
+
+    return hook
 
 
 def _cli(config_class: type[C], config_file: str | Path | None, argv: list[str]) -> C:

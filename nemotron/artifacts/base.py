@@ -127,6 +127,11 @@ class Artifact(BaseModel):
         """Load from a reference, a JSON line (as printed by a stage), or, with no argument, stdin."""
         text = sys.stdin.readline() if source is None else source
         text = text.strip()
+        if source is None and not text:
+            raise NemotronError(
+                "Nothing to read on stdin: Artifact.load() with no argument reads the JSON line the previous step "
+                "printed (python a.py | python b.py), and none came (did the previous step fail or commit nothing?)."
+            )
         if text.startswith("{"):
             try:
                 text = json.loads(text)["uri"]

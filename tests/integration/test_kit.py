@@ -87,6 +87,16 @@ def test_the_readme_pipe_of_two_scripts_commits_two_versions_with_lineage(tmp_pa
     assert not (store / "counted-model" / "v2").exists()
 
 
+def test_a_failed_first_script_stops_the_second_with_one_paragraph(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    result = _run("python examples/kit_pipe/curate.py rows=-x | python examples/kit_pipe/train.py", tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and "Traceback" not in result.stderr and len(lines) == 2, result.stderr
+    assert lines[0].startswith("curate.py: error: The config of Config") and "rows" in lines[0]
+    assert lines[1].startswith("train.py: error: Nothing to read on stdin: Artifact.load()")
+    assert not (tmp_path / "artifacts").exists()
+
+
 @pytest.fixture()
 def kit_dir(tmp_path: Path) -> Path:
     (tmp_path / "train.py").write_text(SCRIPT)
