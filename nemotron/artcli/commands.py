@@ -102,6 +102,8 @@ def show(store: ManifestStore, args: Namespace) -> int:
     table.add_row("sources", ", ".join(str(s.get("uri")) for s in manifest.inputs) or "-")
     aliases = [a for a, v in store.aliases(manifest.name).items() if v == manifest.version]
     table.add_row("aliases", ", ".join(sorted(aliases)) or "-")
+    if manifest.reproduces:
+        table.add_row("reproduces", manifest.reproduces)
     table.add_row("files", f"{len(manifest.files)} ({sum(f.size for f in manifest.files):,} bytes)")
     if wandb:
         table.add_row("wandb", str(wandb.get("qualified_name") or wandb.get("sync") or wandb.get("status")))

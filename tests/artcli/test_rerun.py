@@ -11,6 +11,7 @@ One store, made by the real stages in subprocesses (a few seconds each):
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,7 @@ def test_lineage_shows_what_a_version_reproduces(reran: Rerun) -> None:
     tree = reran.art("lineage", "sft-data-tiny:v2").stdout
     assert "sft-data-tiny:v2" in tree.splitlines()[0] and "reproduces sft-data-tiny:v1" in tree.splitlines()[0]
     assert "tokenizer-tiny:v1" in tree
+    assert re.search(r"^reproduces +sft-data-tiny:v1 *$", reran.art("show", "sft-data-tiny:v2").stdout, re.M)
     nested = json.loads(reran.art("lineage", "pretrain-data-tiny:v2", "--json").stdout)
     assert nested["reproduces"] == "pretrain-data-tiny:v1"
     assert nested["inputs"][0]["reproduces"] == "tokenizer-tiny:v1"

@@ -31,7 +31,7 @@ def test_a_rerun_of_a_cpu_pretrain_gives_the_same_loss_history(store: Store, tmp
     original = store.make("pretrain", *SMALL_MODEL, *STEPS)
     ref = f"{original['name']}:v{original['version']}"
     result = ok(nemotron_art("rerun", ref, cwd=tmp_path, env=store.env))
-    assert "promised: the same loss history, bitwise (torch on CPU in one process)" in result.stderr
+    assert "promised: the same loss history bit for bit (torch on CPU, one process, same seed)" in result.stderr
     new = json.loads(result.stdout.splitlines()[-1])
     old_manifest = json.loads((store.root / original["name"] / f"v{original['version']}" / "manifest.json").read_text())
     new_manifest = json.loads((store.root / new["name"] / f"v{new['version']}" / "manifest.json").read_text())
