@@ -515,6 +515,8 @@ def _rewritten(
     record["path"] = new_path
     record["metadata"] = _rewrite(record["metadata"], old_path, new_path, result.mapping)
     record["used_artifacts"] = sorted(result.mapping[used] for used in source.used_artifacts)
+    # what it reproduces is no lineage edge, so it may not have travelled: never name another store's number
+    record["reproduces"] = result.mapping.get(source.reproduces) if source.reproduces else None
     record["origin"] = {
         "ref": source.ref,
         "store": index.get("source_store"),

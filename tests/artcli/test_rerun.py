@@ -156,6 +156,15 @@ def test_pins_apply_to_references_by_text_and_by_name(tmp_path: Path) -> None:
         ArtifactSettings.from_config({"pins": ["x=x:latest"]})
 
 
+def test_an_exported_reproduction_never_names_a_version_of_another_store(reran: Rerun, tmp_path: Path) -> None:
+    """`reproduces` is no lineage edge: sft-data-tiny:v1 is not in v2's closure, so the import records none."""
+    reran.art("export", "sft-data-tiny:v2", "--closure", str(tmp_path / "bundle"))
+    other = tmp_path / "other-store"
+    reran.art("--root", str(other), "import-bundle", str(tmp_path / "bundle"))
+    imported = json.loads((other / "sft-data-tiny" / "v2" / "manifest.json").read_text())
+    assert imported["origin"]["ref"] == "sft-data-tiny:v2" and imported["reproduces"] is None
+
+
 def test_a_rerun_whose_input_was_deleted_is_one_clear_error(reran: Rerun) -> None:
     """tokenizer-tiny:v1 deleted as gc deletes (its record, a deletion entry): sft-data-tiny:v1 cannot be rerun."""
     from nemotron.store.manifest_store import ManifestStore
