@@ -31,6 +31,7 @@ from nemotron.tracking import reproduce
 
 console = make_console(stderr=True)  # stdout carries the stage's JSON lines only
 _OWN_KEYS = ("artifacts.pins=", "artifacts.reproduces=")
+_CONFIG_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
 DATA_STAGES = {"pretrain_data", "sft_data", "rl_data"}
 TRAINING_STAGES = {"pretrain", "sft", "rl"}
 
@@ -87,7 +88,7 @@ def plan_rerun(store: ManifestStore, reference: str, launcher: str | None = None
     _check_inputs(store, original, inputs)
     overrides, notes = _overrides(run.overrides, launcher)
     pins = [f"{ref.partition(':')[0]}={ref}" for ref in inputs]
-    command = [sys.executable, "-m", "nemotron", *overrides]
+    command = [sys.executable, "-m", "nemotron", *_config_flags(run.command), *overrides]
     if pins:
         command.append(f"++artifacts.pins={_hydra_list(pins)}")
     command.append(f"++artifacts.reproduces={_hydra_list([m.ref for m in outputs])}")
@@ -96,6 +97,17 @@ def plan_rerun(store: ManifestStore, reference: str, launcher: str | None = None
         notes.append(f"runs in {Path.cwd()} (the original ran in {run.cwd}); relative paths resolve here")
     return RerunPlan(original, _stage(run), command, env, inputs, [m.ref for m in outputs], _code_differences(run),
                      notes)  # fmt: skip
+
+
+def _config_flags(command: list[str]) -> list[str]:
+    """Hydra's `--config-dir DIR` / `-cd DIR` (a stage from the user's config dir) and the like, as typed: they
+    are not overrides, so only the command line has them."""
+    flags, items = [], iter(command[3:])
+    for arg in items:
+        name, sep, _ = arg.partition("=")
+        if name in _CONFIG_FLAGS:
+            flags += [arg] if sep else [arg, next(items, "")]
+    return flags
 
 
 def _hydra_list(items: list[str]) -> str:

@@ -156,6 +156,24 @@ def test_pins_apply_to_references_by_text_and_by_name(tmp_path: Path) -> None:
         ArtifactSettings.from_config({"pins": ["x=x:latest"]})
 
 
+def test_a_stage_from_a_users_config_dir_reruns_on_the_version_its_role_named(tmp_path: Path) -> None:
+    """`--config-dir DIR` (not an override, so only the command line has it) is given again, and `run.src:
+    raw-text:latest` reads raw-text:v1 as the original did, though raw-text:v2 is the latest now."""
+    from clitools import make_data, make_plugin, register
+
+    config_dir, module_dir = make_plugin(tmp_path)
+    env = clean_env(NEMOTRON_ARTIFACTS_ROOT=tmp_path / "store", PYTHONPATH=module_dir)
+    register("raw-text", make_data(tmp_path / "raw1", "first\n"), tmp_path, env)
+    ok(nemotron("--config-dir", str(config_dir), "stage=e2e_plugin", cwd=tmp_path, env=env))
+    register("raw-text", make_data(tmp_path / "raw2", "second, longer\n"), tmp_path, env)
+    result = nemotron_art("rerun", "derived:v1", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"--config-dir {config_dir}" in result.stderr and "inputs pinned: raw-text:v1" in result.stderr
+    new = json.loads((tmp_path / "store" / "derived" / "v2" / "manifest.json").read_text())
+    assert new["reproduces"] == "derived:v1" and new["used_artifacts"] == ["raw-text:v1"]
+    assert (Path(new["path"]) / "output.txt").read_text() == "FIRST\n" and new["metadata"]["metadata"]["chars"] == 6
+
+
 def test_an_exported_reproduction_never_names_a_version_of_another_store(reran: Rerun, tmp_path: Path) -> None:
     """`reproduces` is no lineage edge: sft-data-tiny:v1 is not in v2's closure, so the import records none."""
     reran.art("export", "sft-data-tiny:v2", "--closure", str(tmp_path / "bundle"))
