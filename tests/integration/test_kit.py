@@ -80,6 +80,8 @@ def test_the_readme_pipe_of_two_scripts_commits_two_versions_with_lineage(tmp_pa
 
     tree = _run(lineage, tmp_path)
     assert tree.returncode == 0 and "counted-model:v1" in tree.stdout and "curated-text:v1" in tree.stdout
+    again = _run("nemotron-art rerun counted-model:v1", tmp_path)
+    assert again.returncode == 2 and "was not committed by a `python -m nemotron` job" in again.stderr
 
     bad = _run(refused, tmp_path)
     assert bad.returncode == 2 and bad.stdout == "" and "Traceback" not in bad.stderr
