@@ -12,11 +12,13 @@ valid split. Commits `eval-<model name>` (EvalResultsArtifact) with the metrics 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from omegaconf import DictConfig
 from pydantic import BaseModel, ConfigDict, Field
 
 from nemotron.artifacts import EvalResultsArtifact, ModelArtifact, PretrainBlendsArtifact, SplitJsonlDataArtifact
+from nemotron.errors import NemotronError
 from nemotron.job import load_input, output_dir, stage_params
 from nemotron.stages._training import check_same_tokenizer, load_data_tokenizer, read_problems
 
@@ -40,6 +42,7 @@ class EvalParams(BaseModel):
     output_dir: str | None = None
     seed: int = 1234
     device: str = "cpu"
+    max_cpu_params: int = Field(3_000_000_000, ge=1)
 
 
 def run(cfg: DictConfig) -> EvalResultsArtifact:
@@ -55,6 +58,7 @@ def run(cfg: DictConfig) -> EvalResultsArtifact:
                              params.max_problems)  # fmt: skip
     text = load_input(cfg, params.text, PretrainBlendsArtifact) if params.text else None
     device = select_device(params.device)
+    check_model_fits(model_artifact, params, device, text is not None)
     model, tokenizer = load_model(model_artifact.path, device), load_tokenizer(model_artifact.path)
     out = output_dir(params.output_dir, ("answers.jsonl",))
     out.mkdir(parents=True, exist_ok=True)
@@ -79,3 +83,26 @@ def run(cfg: DictConfig) -> EvalResultsArtifact:
         metrics=metrics,
         metadata={"accuracy": accuracy, "model_stage": model_artifact.stage, "answers": "answers.jsonl"},
     )
+
+def check_model_fits(model: ModelArtifact, params: EvalParams, device: Any, perplexity: bool) -> None:
+    """Before the weights are loaded: a perplexity window longer than the checkpoint's positions, or a model too
+    large to evaluate on the CPU (a 30B Megatron model's export), is a clear error."""
+    from nemotron.training.model import checkpoint_parameters, max_positions
+
+    label = model.uri or model.path
+    positions = max_positions(model.path)
+    if perplexity and positions is not None and params.seq_len > positions:
+        raise NemotronError(
+            f"stage.seq_len={params.seq_len} is longer than the model's maximum positions ({positions}, "
+            f"max_position_embeddings in {label}'s config.json): positions beyond it were never trained, so the "
+            f"perplexity would mean nothing. Lower stage.seq_len to at most {positions}, or skip the perplexity "
+            "with run.text=null."
+        )
+    count = checkpoint_parameters(model.path)
+    if device.type == "cpu" and count is not None and count > params.max_cpu_params:
+        raise NemotronError(
+            f"{label} has {count:,} parameters, more than stage.max_cpu_params={params.max_cpu_params} for "
+            f"device=cpu: on a CPU its evaluation would hold about {count * 2 / 1e9:.0f} GB of weights (bfloat16) and "
+            "take hours. Evaluate it on a GPU: stage.device=cuda in a job that has one (launcher=gpu_2x8; the "
+            "Megatron models do so by default, model.train.eval.device), or raise stage.max_cpu_params if you mean it."
+        )

@@ -20,7 +20,9 @@ whatever `latest` is when the step starts, so two pipelines running at once into
 `convert` hands the SFT model on as a Hugging Face model (Megatron-Bridge's AutoBridge for model.backend=megatron;
 a copy-through for the embedded backend, whose checkpoints are Hugging Face models already). The eval step
 evaluates the model of every training step and the pipeline ends with a table of the results (chain: with the
-job ids; the results are in the store when the jobs end).
+job ids; the results are in the store when the jobs end). For model.backend=megatron it evaluates the converted
+model, on one node of the GPU profile with `stage.device=cuda` and a batch that fits (model.train.eval); the
+CPU is refused for a model above stage.max_cpu_params parameters.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ TRAINING_STEPS = ("pretrain", "sft", "rl")
 # Steps that run in one process: on a cluster profile of several nodes they take one node (the rest would idle).
 ONE_NODE = ("pretrain_data", "sft_data", "rl_data", "convert", "eval")
 # The eval stage reads Hugging Face models: with Megatron-Bridge / NeMo-RL (Megatron and NeMo-RL checkpoints) that
-# is the converted SFT model.
+# is the converted SFT model, evaluated on a GPU (model.train.eval.device: cuda) of one node (ONE_NODE).
 EVALUATED = {"torch": TRAINING_STEPS, "megatron": ("convert",)}
 STEPS = ["pretrain_data", "sft_data", "rl_data", "pretrain", "sft", "convert", "rl", "eval"]
 # The SFT data is tokenized with the pretraining tokenizer (so the model can read it), packed to the model's length.

@@ -81,6 +81,46 @@ def load_model(path: str | Path, device: str = "cpu") -> Any:
     return model.to(device)
 
 
+def max_positions(path: str | Path) -> int | None:
+    """The longest sequence a Hugging Face checkpoint's config.json allows, or None where it states none (or has
+    no config.json: load_model says so)."""
+    import json
+
+    file = Path(path) / "config.json"
+    if not file.is_file():
+        return None
+    config = json.loads(file.read_text())
+    for key in ("max_position_embeddings", "n_positions"):
+        value = config.get(key, (config.get("text_config") or {}).get(key))
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def checkpoint_parameters(path: str | Path) -> int | None:
+    """How many parameters a Hugging Face checkpoint holds, counted from its safetensors headers (no weight is
+    read, so a 30B model is sized in a millisecond); None where it has no safetensors files."""
+    import json
+    import math
+
+    files = sorted(Path(path).glob("*.safetensors"))
+    total = 0
+    for file in files:
+        try:
+            with file.open("rb") as f:
+                size = int.from_bytes(f.read(8), "little")
+                if not 2 <= size <= min(file.stat().st_size - 8, 1 << 28):
+                    raise ValueError(f"a header of {size} bytes")
+                header = json.loads(f.read(size))
+            total += sum(math.prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise NemotronError(
+                f"{file} is not a readable safetensors file ({type(exc).__name__}: {exc}): the checkpoint is damaged "
+                "or incomplete. Check it with nemotron-art verify NAME."
+            ) from exc
+    return total if files else None
+
+
 def check_vocab(model: Any, tokenizer: Any, what: str) -> None:
     """Every id the tokenizer can produce must have an embedding row."""
     rows = model.get_input_embeddings().num_embeddings

@@ -30,6 +30,8 @@ def test_the_nano3_chain_dry_run_writes_each_steps_script_with_its_dependencies(
     assert f"#SBATCH --dependency=afterok:{jobs['convert']}:{jobs['rl_data']}" in script("rl")
     assert all("#SBATCH --kill-on-invalid-dep=yes" in script(step) for step in ("sft", "convert", "rl"))
     assert "#SBATCH --nodes=2" in script("pretrain") and "#SBATCH --nodes=1" in script("convert")
+    # the converted 30B model is evaluated on one GPU node (stage.device=cuda: model.train.eval, tests/unit)
+    assert "#SBATCH --nodes=1" in script("eval_convert") and "#SBATCH --gpus-per-node=8" in script("eval_convert")
     # each step reads what the step before it commits, through the alias its job pins at start
     assert results["artifacts"]["convert"]["ModelArtifact"] == f"art://sft-model-hf-tiny:{alias}"
     rl_overrides = (out / "07_rl" / "multirun.yaml").read_text()

@@ -137,13 +137,18 @@ BAD_TRAINING = {  # case: (arguments, what the message says)
     "sft diverges": (["stage=sft", *SHORT, *DIVERGE, "stage.lr=1e30"], "The model diverged, so nothing is committed"),
     "sft lr overflows": (["stage=sft", *SHORT, *DIVERGE, "stage.lr=1e38"], "overflows the optimizer's float32 step"),
     "sft batch_size 0": (["stage=sft", "stage.batch_size=0"], "batch_size: Input should be greater than 0"),
+    # eval reads the positions from the checkpoint's config.json (64 here), whatever model.max_seq_len says
+    "eval seq_len past the positions": (["stage=eval", "stage.seq_len=128"],
+                                        "stage.seq_len=128 is longer than the model's maximum positions (64"),
+    "eval too large for the CPU": (["stage=eval", "device=cpu", "stage.seq_len=64", "stage.max_cpu_params=1000"],
+                                   "parameters, more than stage.max_cpu_params=1000 for device=cpu"),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("case", BAD_TRAINING)
 def test_bad_training_settings_fail_clearly(store: Store, pretrained: dict, tmp_path: Path, case: str) -> None:
     args, message = BAD_TRAINING[case]
-    if args[0] == "stage=sft":
+    if args[0] in ("stage=sft", "stage=eval"):
         args = [*args, f"run.model={pretrained['uri']}"]
     before = tree(store.root)
     _fails_clearly(store, store.run(*args, cwd=tmp_path), message, before)
