@@ -42,7 +42,7 @@ class EvalParams(BaseModel):
     output_dir: str | None = None
     seed: int = 1234
     device: str = "cpu"
-    max_cpu_params: int = Field(3_000_000_000, ge=1)
+    max_cpu_params: int = Field(ge=1)
 
 
 def run(cfg: DictConfig) -> EvalResultsArtifact:
