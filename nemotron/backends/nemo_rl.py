@@ -584,7 +584,7 @@ def _run_on_node(
     """Node 0: Ray head, wait for the others, run GRPO, stop Ray. Other nodes: join as Ray workers until the
     head goes away."""
     node_rank, head = _slurm_node()
-    env = {**os.environ, "RAY_HEAD": head}
+    env = {**os.environ, "RAY_HEAD": head_address(node_rank, head, config_path.parent)}
     if node_rank != 0:
         _shell(ray_worker_command(cluster), env, "Ray worker", check=False)
         return None
@@ -617,6 +617,36 @@ def _shell(command: str, env: Mapping[str, str], what: str, check: bool = True) 
     result = subprocess.run(["bash", "-c", command], env=dict(env), stdout=sys.stderr, check=False)
     if check and result.returncode != 0:
         raise NemotronError(f"{what} failed (exit {result.returncode}): {command}")
+
+
+def head_address(node_rank: int, head: str, run_dir: Path, timeout_s: float = 600) -> str:
+    """The Ray head's address in the job: node 0 resolves its name to an IPv4 address on the head (as RESOLVE_HEAD
+    and NeMo-RL's ray.sub do) and writes it into the run directory, which the job's nodes share, under this job's
+    id; the other nodes wait for it there, so none resolves the head's name itself."""
+    import socket
+    import time
+
+    file = run_dir / f"ray_head.{os.environ.get('SLURM_JOB_ID', 'local')}"
+    if node_rank == 0:
+        try:
+            address = str(socket.getaddrinfo(head, None, socket.AF_INET)[0][4][0])
+        except (OSError, IndexError):
+            print(f"WARNING: {head} does not resolve to an IP here; Ray uses the name", file=sys.stderr)
+            address = head
+        partial = file.with_name(f"{file.name}.tmp")
+        partial.write_text(address)
+        partial.replace(file)  # whole or absent: a worker never reads half an address
+        return address
+    deadline = time.monotonic() + timeout_s
+    while not file.is_file():
+        if time.monotonic() > deadline:
+            raise NemotronError(
+                f"Node {node_rank} waited {timeout_s:g} s for the Ray head (node 0, {head}) to write its address to "
+                f"{file}, and it did not write its address: the head failed to start (see node 0's log), or "
+                f"{run_dir} is not a directory the job's nodes share (stage.output_dir on a shared filesystem)."
+            )
+        time.sleep(1 if timeout_s >= 5 else 0.05)
+    return file.read_text().strip()
 
 
 def _slurm_node() -> tuple[int, str]:

@@ -301,3 +301,22 @@ def test_gated_tokenizer_needs_a_local_copy(inputs, tmp_path, hf_model):
     config, _ = dry_run(inputs, tmp_path / "local", "model=llama32_1b", f"run.model={hf_model}",
                         f"model.hf_config={local}")  # fmt: skip
     assert config["policy"]["tokenizer"] == {"name": str(local)}
+
+
+def test_in_the_job_the_head_resolves_its_ip_and_hands_it_to_the_other_nodes(tmp_path, monkeypatch):
+    """The submitted job (each node runs the stage): node 0 resolves the head's name to an IPv4 address, as the
+    sbatch script and ray.sub do, and writes it into the run directory (shared by the job's nodes) for this job
+    id; the other nodes read that address, never resolving the name themselves."""
+    import threading
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4711")
+    found: list[str] = []
+    worker = threading.Thread(target=lambda: found.append(nemo_rl.head_address(1, "localhost", tmp_path, 30)))
+    worker.start()  # a worker waiting before the head has written anything
+    assert nemo_rl.head_address(0, "localhost", tmp_path, 30) == "127.0.0.1"
+    worker.join(timeout=30)
+    assert found == ["127.0.0.1"]
+    assert (tmp_path / "ray_head.4711").read_text() == "127.0.0.1"
+    monkeypatch.setenv("SLURM_JOB_ID", "4712")  # a requeued or later job never reads an earlier job's address
+    with pytest.raises(NemotronError, match="did not write its address"):
+        nemo_rl.head_address(1, "localhost", tmp_path, 0.2)
