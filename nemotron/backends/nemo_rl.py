@@ -71,7 +71,6 @@ class GRPOStageParams(_cluster.BackendStageParams):
     """The `stage:` keys of `conf/stage/rl.yaml` this backend reads."""
 
     # None: NeMo-RL's base config value (model.train.rl.KEY: null for the Megatron models)
-    model: str
     model_uri: str
     prompts_per_step: int | None = None
     group_size: int | None = None

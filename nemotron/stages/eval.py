@@ -28,20 +28,19 @@ class EvalParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = None
-    model: str
+    name: str | None
     model_uri: str
     problems_uri: str
-    split: str = "test"
-    text: str | None = None
-    max_problems: int | None = Field(200, ge=1)
-    max_new_tokens: int = Field(24, ge=1)
-    batch_size: int = Field(32, ge=1)
-    perplexity_batches: int = Field(16, ge=1)
-    seq_len: int = Field(256, ge=2)
+    split: str
+    text: str | None
+    max_problems: int | None = Field(ge=1)
+    max_new_tokens: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    perplexity_batches: int = Field(ge=1)
+    seq_len: int = Field(ge=2)
     output_dir: str | None = None
-    seed: int = 1234
-    device: str = "cpu"
+    seed: int
+    device: str
     max_cpu_params: int = Field(ge=1)
 
 
@@ -83,6 +82,7 @@ def run(cfg: DictConfig) -> EvalResultsArtifact:
         metrics=metrics,
         metadata={"accuracy": accuracy, "model_stage": model_artifact.stage, "answers": "answers.jsonl"},
     )
+
 
 def check_model_fits(model: ModelArtifact, params: EvalParams, device: Any, perplexity: bool) -> None:
     """Before the weights are loaded: a perplexity window longer than the checkpoint's positions, or a model too

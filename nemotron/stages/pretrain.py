@@ -26,11 +26,10 @@ from nemotron.training.trainer import LoopParams
 class PretrainParams(LoopParams):
     """`conf/stage/pretrain.yaml`."""
 
-    data: str
     data_uri: str
-    batch_size: int = Field(16, gt=0)
-    seq_len: int = Field(256, gt=0)
-    eval_batches: int = Field(8, gt=0)
+    batch_size: int = Field(gt=0)
+    seq_len: int = Field(gt=0)
+    eval_batches: int = Field(gt=0)
 
 
 def run(cfg: DictConfig) -> ModelArtifact | None:

@@ -26,18 +26,16 @@ from nemotron.training.trainer import LoopParams
 class RLParams(LoopParams):
     """`conf/stage/rl.yaml`."""
 
-    model: str
     model_uri: str
-    data: str
     data_uri: str
-    prompts_per_step: int = Field(16, ge=1)
-    group_size: int = Field(8, ge=2)
-    max_new_tokens: int = Field(24, ge=1)
-    temperature: float = Field(1.0, gt=0)
-    clip_eps: float = Field(0.2, gt=0)
-    kl_coef: float = Field(0.02, ge=0)
-    updates_per_step: int = Field(2, ge=1)
-    eval_problems: int = Field(64, ge=1)
+    prompts_per_step: int = Field(ge=1)
+    group_size: int = Field(ge=2)
+    max_new_tokens: int = Field(ge=1)
+    temperature: float = Field(gt=0)
+    clip_eps: float = Field(gt=0)
+    kl_coef: float = Field(ge=0)
+    updates_per_step: int = Field(ge=1)
+    eval_problems: int = Field(ge=1)
 
 
 def run(cfg: DictConfig) -> ModelArtifact | None:

@@ -26,12 +26,10 @@ from nemotron.training.trainer import LoopParams
 class SFTParams(LoopParams):
     """`conf/stage/sft.yaml`."""
 
-    model: str
     model_uri: str
-    data: str
     data_uri: str
-    batch_size: int = Field(8, gt=0)
-    eval_batches: int = Field(4, gt=0)
+    batch_size: int = Field(gt=0)
+    eval_batches: int = Field(gt=0)
 
 
 def run(cfg: DictConfig) -> ModelArtifact | None:

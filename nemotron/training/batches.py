@@ -80,7 +80,7 @@ class PackedRows:
         files = sorted((Path(data_dir) / "splits" / split).glob("*.parquet"))
         if not files:
             raise NemotronError(
-                f"{Path(data_dir) / 'splits' / split} holds no Parquet files: stage.data must be the directory of "
+                f"{Path(data_dir) / 'splits' / split} holds no Parquet files: the data must be the directory of "
                 "an SFTDataArtifact (made by stage=sft_data or `nemotron-art import data sft`)."
             )
         table = {"input_ids": [], "loss_mask": [], "seq_start_id": []}
