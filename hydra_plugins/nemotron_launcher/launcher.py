@@ -96,7 +96,7 @@ class NemotronSlurmLauncher(BaseSubmititLauncher):
             job_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             with open_dict(job_config.hydra.job):
                 job_config.hydra.job.num = idx
-            checks.check_parallelism(_parallel_view(job_config), params)
+            checks.check_launcher_parallelism(_parallel_view(job_config), params)
             _check_starting_model(job_config)
             output_dir = sweep_dir / str(job_config.hydra.sweep.subdir)
             artifacts = slurm.expected_artifacts(job_config)

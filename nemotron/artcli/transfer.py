@@ -15,7 +15,7 @@ console = make_console(stderr=True)
 
 
 def import_model(store: ManifestStore, args: Namespace) -> int:
-    from nemotron.tracking.importing import model_artifact
+    from nemotron.tracking.registration import model_artifact
 
     base_model = _pinned(store, args.base_model) if args.base_model else None
     artifact = model_artifact(args.path, args.stage, args.step, args.format, base_model, args.name)
@@ -24,14 +24,14 @@ def import_model(store: ManifestStore, args: Namespace) -> int:
 
 
 def import_data(store: ManifestStore, args: Namespace) -> int:
-    from nemotron.tracking import importing
+    from nemotron.tracking import registration
 
     if args.data_kind == "pretrain":
-        artifact = importing.pretrain_artifact(args.path, args.name)
+        artifact = registration.pretrain_artifact(args.path, args.name)
     elif args.data_kind == "sft":
-        artifact = importing.sft_artifact(args.path, args.pack_size, args.name)
+        artifact = registration.sft_artifact(args.path, args.pack_size, args.name)
     else:
-        artifact = importing.rl_artifact(args.path, args.name)
+        artifact = registration.rl_artifact(args.path, args.name)
     return _commit(store, artifact, {"kind": f"data {args.data_kind}", "path": artifact.path})
 
 

@@ -160,7 +160,7 @@ def build_config(
     model = cfg.model
     perf = _perf_recipe(cfg, mode, cluster)  # its measured layout replaces model.parallelism and model.batch
     parallel = perf.parallelism if perf else parallelism(model)
-    check_parallelism(parallel, cluster)
+    check_megatron_parallelism(parallel, cluster)
     batch = OmegaConf.to_container(model.batch[mode], resolve=True) if "batch" in model else {}
     assert isinstance(batch, dict)
     global_batch, micro_batch = int(batch.get("global_batch_size", 8)), int(batch.get("micro_batch_size", 1))
@@ -224,7 +224,7 @@ def parallelism(model: DictConfig) -> Parallelism:
         raise NemotronError(f"Invalid model.parallelism: {exc}") from exc
 
 
-def check_parallelism(parallel: Parallelism, cluster: _cluster.Cluster) -> None:
+def check_megatron_parallelism(parallel: Parallelism, cluster: _cluster.Cluster) -> None:
     """The GPUs must split into whole model replicas, and expert groups must fit the data-parallel ranks."""
     from nemotron.cluster.checks import check_parallel_sizes
 

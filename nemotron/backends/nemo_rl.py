@@ -129,7 +129,7 @@ def build_config(
     rl = rl_settings(cfg)
     if not data.train:
         raise NemotronError(f"{data.uri or data.path} has no train split: GRPO needs training problems.")
-    check_parallelism(rl, cluster)
+    check_rl_parallelism(rl, cluster)
     config = {
         "defaults": str(Path(rl.get("nemo_rl_dir", "/opt/nemo-rl")) / rl["base_config"]),
         "grpo": _cluster.given({
@@ -427,7 +427,7 @@ def check_starting_model(job_config: DictConfig) -> None:
     starting_model(job_config, rl_settings(job_config), model)
 
 
-def check_parallelism(rl: Mapping[str, Any], cluster: _cluster.Cluster) -> None:
+def check_rl_parallelism(rl: Mapping[str, Any], cluster: _cluster.Cluster) -> None:
     """The policy's model-parallel sizes and vLLM's tensor parallel size must fit the allocation."""
     from nemotron.cluster.checks import check_parallel_sizes
 

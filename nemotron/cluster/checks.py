@@ -155,7 +155,7 @@ def check_overrides(overrides: Iterable[str]) -> None:
         )
 
 
-def check_parallelism(job_config: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+def check_launcher_parallelism(job_config: Mapping[str, Any], params: Mapping[str, Any]) -> None:
     """Tensor x pipeline x context parallel sizes, when the model declares them, must fit the GPUs asked for."""
     sizes = _parallel_sizes(job_config)
     if not sizes:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from nemotron.artifacts import Artifact
 from nemotron.job import stage_params
-from nemotron.tracking.importing import REGISTER_OPTIONS, typed_artifact
+from nemotron.tracking.registration import REGISTER_OPTIONS, typed_artifact
 
 
 class RegisterParams(BaseModel):

@@ -372,14 +372,14 @@ def test_fields_exist_in_megatron_core(inputs, tmp_path):
 def test_launcher_check_reads_model_parallelism_only():
     """The Slurm launcher's check uses `model.parallelism` when the model has one, not sizes named elsewhere
     in the model (NeMo-RL's vLLM sizes under `model.rl`)."""
-    from nemotron.cluster.checks import ClusterError, check_parallelism
+    from nemotron.cluster.checks import ClusterError, check_launcher_parallelism
 
     job = {"model": {"parallelism": dict(PROVIDER_PARALLEL), "rl": {"vllm_cfg": {"tensor_parallel_size": 3}}}}
-    check_parallelism(job, {"nodes": 2, "gpus_per_node": 8})
+    check_launcher_parallelism(job, {"nodes": 2, "gpus_per_node": 8})
     with pytest.raises(ClusterError, match="12 GPUs"):
-        check_parallelism(job, {"nodes": 2, "gpus_per_node": 6})
+        check_launcher_parallelism(job, {"nodes": 2, "gpus_per_node": 6})
     with pytest.raises(ClusterError, match="Expert parallelism needs 8 GPUs"):
-        check_parallelism(job, {"nodes": 1, "gpus_per_node": 4})
+        check_launcher_parallelism(job, {"nodes": 1, "gpus_per_node": 4})
 
 
 REAL_MB_CHECK = """

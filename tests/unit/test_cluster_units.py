@@ -149,13 +149,13 @@ def test_harmless_overrides_pass(item):
 
 def test_parallel_sizes_must_fit_the_gpus():
     model = {"model": {"tensor_model_parallel_size": 4, "pipeline_model_parallel_size": 2}, "stage": {}}
-    checks.check_parallelism(model, {"nodes": 1, "gpus_per_node": 8})
-    checks.check_parallelism(model, {"nodes": 2, "gpus_per_node": 4})
+    checks.check_launcher_parallelism(model, {"nodes": 1, "gpus_per_node": 8})
+    checks.check_launcher_parallelism(model, {"nodes": 2, "gpus_per_node": 4})
     with pytest.raises(ClusterError, match="gpus_per_node=6 on launcher.nodes=1 gives 6 GPUs"):
-        checks.check_parallelism(model, {"nodes": 1, "gpus_per_node": 6})
+        checks.check_launcher_parallelism(model, {"nodes": 1, "gpus_per_node": 6})
     with pytest.raises(ClusterError, match="gpus_per_node is not set"):
-        checks.check_parallelism(model, {"nodes": 1, "gpus_per_node": None})
-    checks.check_parallelism({"model": {"name": "tiny"}}, {"nodes": 1, "gpus_per_node": None})
+        checks.check_launcher_parallelism(model, {"nodes": 1, "gpus_per_node": None})
+    checks.check_launcher_parallelism({"model": {"name": "tiny"}}, {"nodes": 1, "gpus_per_node": None})
 
 
 def test_executor_parameters_add_env_exports_and_pyxis_flags():

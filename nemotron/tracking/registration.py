@@ -36,7 +36,7 @@ def artifact_type(name: str) -> type[Artifact]:
     return types[name]
 
 
-def build_artifact(
+def artifact_for_existing(
     type_name: str | type[Artifact],
     path: str,
     name: str,
@@ -87,7 +87,7 @@ def typed_artifact(
     fields = {key: value for key, value in (fields or {}).items() if value is not None}
     inspect = _INSPECTORS.get(cls)
     if inspect is None or "://" in path:
-        return build_artifact(cls, path, name or default_name(path, "the data"), fields, metadata, path_label)
+        return artifact_for_existing(cls, path, name or default_name(path, "the data"), fields, metadata, path_label)
     if name is not None:
         validate_name(name)
     try:  # the given fields, before the data is looked at: a bad value is named as such
@@ -95,7 +95,7 @@ def typed_artifact(
     except ValidationError as exc:
         raise _invalid_fields(cls, exc) from exc
     path, fields, what = inspect(path, fields, options)
-    return build_artifact(cls, path, name or default_name(path, what), fields, metadata, path_label)
+    return artifact_for_existing(cls, path, name or default_name(path, what), fields, metadata, path_label)
 
 
 def absolute_path(path: str, label: str = "path") -> str:
