@@ -46,7 +46,7 @@ def make_files(directory: str, total_mb: int, count: int) -> list[str]:
 def best_pass(paths: list[str], algorithm: str, repeats: int) -> float:
     import fsspec
 
-    from nemotron.tracking.verify import digest_file
+    from nemotron.store.files import digest_file
 
     fs = fsspec.filesystem("file")
     times = []
@@ -59,9 +59,9 @@ def best_pass(paths: list[str], algorithm: str, repeats: int) -> float:
 
 
 def verify_pass(directory: str, repeats: int) -> float:
+    from nemotron.artcli.verify import verify_manifest
     from nemotron.store.files import scan_files
     from nemotron.store.records import Manifest
-    from nemotron.tracking.verify import verify_manifest
 
     now = datetime.now(timezone.utc)
     manifest = Manifest(

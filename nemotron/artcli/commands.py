@@ -135,7 +135,7 @@ def lineage(store: ManifestStore, args: Namespace) -> int:
             return 0
         console.print(render_tree(nested))
         return 0
-    from nemotron.tracking import lineage_render
+    from nemotron.artcli import lineage_render
 
     graph = lineage_graph(store, args.ref, down=args.down, depth=args.depth)
     if args.format == "mermaid":

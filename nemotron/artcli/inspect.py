@@ -17,8 +17,8 @@ _STYLE = {"OK": "green", "UNCHECKED": "dim", "MODIFIED": "bold red", "MISSING": 
 
 def verify(store: ManifestStore, args: Namespace) -> int:
     """Exit 0 when every recorded file is OK (or UNCHECKED by --sample), 1 otherwise."""
+    from nemotron.artcli.verify import verify_manifest
     from nemotron.tracking.lineage import upstream_closure
-    from nemotron.tracking.verify import verify_manifest
 
     manifests = upstream_closure(store, args.ref)[::-1] if args.upstream else [store.resolve(args.ref)]
     reports = [verify_manifest(m, sample=args.sample, seed=args.seed, workers=args.workers) for m in manifests]
@@ -39,7 +39,7 @@ def verify(store: ManifestStore, args: Namespace) -> int:
 
 
 def _print_report(report, show_all: bool) -> None:
-    from nemotron.tracking.verify import PASSING
+    from nemotron.artcli.verify import PASSING
 
     shown = [check for check in report.files if show_all or check.status not in PASSING]
     if shown:

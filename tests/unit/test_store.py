@@ -648,7 +648,7 @@ def test_a_stale_alias_lock_is_broken(root):
 def test_gc_never_deletes_a_version_aliased_after_its_plan(root):
     """The gc end: the plan was made before `alias model:v1 keep`; deleting checks again, under the lock, and
     keeps what model:v1 was made from (data:v1) too."""
-    from nemotron.tracking.gc import apply_gc, plan_gc
+    from nemotron.artcli.gc import apply_gc, plan_gc
 
     store = ManifestStore(root)
     committed(store, "data", 2)
