@@ -50,14 +50,13 @@ class ConvertParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = None
-    model: str
+    name: str | None
     model_uri: str
-    to: Format | None = None
-    hf_model: str | None = None
-    trust_remote_code: bool = False
-    output_dir: str | None = None
-    dry_run: bool = False
+    to: Format | None
+    hf_model: str | None
+    trust_remote_code: bool
+    output_dir: str | None
+    dry_run: bool
 
 
 def run(cfg: DictConfig) -> ModelArtifact | None:

@@ -34,27 +34,27 @@ from nemotron.training.optim import adamw, lr_at, set_lr
 
 
 class LoopParams(BaseModel):
-    """The `stage:` keys every training stage has."""
+    """The `stage:` keys every training stage has. Their defaults are in the stage YAML (one source of truth)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str
     steps: int = Field(ge=1)
     lr: float = Field(gt=0, allow_inf_nan=False)
-    min_lr: float = Field(0.0, ge=0)
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    grad_clip: float | None = Field(1.0, gt=0)
-    eval_every: int = Field(100, ge=0, description="0 = only at the end")
-    checkpoint_every: int = Field(100, ge=0, description="0 = no intermediate checkpoints")
-    log_every: int = Field(10, ge=1)
-    resume: str = Field("auto", description="auto | never | a checkpoint or run directory")
-    output_dir: str | None = None
-    seed: int = 1234
-    device: str = "cpu"
-    dry_run: bool = False
-    select_best: str | None = Field(None, description="val_accuracy (higher is better) or val_loss (lower)")
-    select_min_delta: float = Field(0.0, ge=0, description="how much better a later step must be to be kept")
+    min_lr: float = Field(ge=0)
+    warmup_steps: int = Field(ge=0)
+    weight_decay: float = Field(ge=0)
+    grad_clip: float | None = Field(gt=0)
+    eval_every: int = Field(ge=0, description="0 = only at the end")
+    checkpoint_every: int = Field(ge=0, description="0 = no intermediate checkpoints")
+    log_every: int = Field(ge=1)
+    resume: str = Field(description="auto | never | a checkpoint or run directory")
+    output_dir: str | None
+    seed: int
+    device: str
+    dry_run: bool
+    select_best: str | None = Field(description="val_accuracy (higher is better) or val_loss (lower)")
+    select_min_delta: float = Field(ge=0, description="how much better a later step must be to be kept")
     max_skipped_steps: int = Field(ge=0, description="steps with a non-finite loss or grad norm skipped, at most")
 
     def identity(self) -> dict[str, Any]:

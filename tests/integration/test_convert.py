@@ -99,7 +99,8 @@ def test_the_default_target_is_the_other_format():
 def test_the_conversion_command_names_autobridge_entry_point_arguments(tmp_path):
     from nemotron.stages.convert import ConvertParams, conversion_command
 
-    params = ConvertParams(model="m", model_uri="art://m:v1", hf_model="org/model", trust_remote_code=True)
+    params = ConvertParams(name=None, model_uri="art://m:v1", to=None, hf_model="org/model", trust_remote_code=True,
+                           output_dir=None, dry_run=False)  # fmt: skip
     export = conversion_command("export", "/ckpt", tmp_path / "model", params)
     assert export[1:] == ["-m", "nemotron.stages.convert", "--to", "hf", "--source", "/ckpt", "--target",
                           str(tmp_path / "model"), "--hf-model", "org/model", "--trust-remote-code"]  # fmt: skip

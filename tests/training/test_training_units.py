@@ -28,6 +28,16 @@ def tiny_llama(vocab: int = 64):
     return LlamaForCausalLM(config).eval()
 
 
+def loop_params(**given):
+    """LoopParams as a stage YAML fills them (the model has no defaults of its own), with `given` on top."""
+    from nemotron.training.trainer import LoopParams
+
+    values = dict(min_lr=0.0, warmup_steps=0, weight_decay=0.0, grad_clip=1.0, eval_every=100, checkpoint_every=100)
+    values |= dict(log_every=10, resume="auto", output_dir=None, seed=1234, device="cpu", dry_run=False)
+    values |= dict(select_best=None, select_min_delta=0.0)
+    return LoopParams(**{**values, **given})
+
+
 def test_a_packed_row_gives_the_logits_of_its_samples_run_separately() -> None:
     model = tiny_llama()
     first, second, third = [5, 9, 11, 3, 7], [20, 21, 22, 23], [40, 41, 42]
@@ -198,10 +208,10 @@ def test_select_best_carries_over_a_resume(tmp_path: Path) -> None:
     later, worse evaluations must not replace the step-0 model."""
     from nemotron.data.tokenizer import train_bpe
     from nemotron.distributed import DistEnv
-    from nemotron.training.trainer import LoopParams, Trainer
+    from nemotron.training.trainer import Trainer
 
     tokenizer = train_bpe(["12 + 7 = 19", "3 + 4 = 7"] * 20, tmp_path / "tokenizer", vocab_size=300)
-    params = LoopParams(name="t", steps=4, lr=1e-2, max_skipped_steps=0, eval_every=1, checkpoint_every=2,
+    params = loop_params(name="t", steps=4, lr=1e-2, max_skipped_steps=0, eval_every=1, checkpoint_every=2,
                         select_best="val_accuracy")  # fmt: skip
     scores = {0: 0.5, 1: 0.1, 2: 0.2, 3: 0.3, 4: 0.3}
     ids = torch.tensor([tokenizer("12 + 7 = 19")["input_ids"]])
@@ -240,10 +250,10 @@ def _nan_run(tmp_path: Path, bad_steps: set[int], max_skipped: int, evaluate=Non
     """A trainer whose loss is NaN at `bad_steps` (0-based); returns (result or error, trainer)."""
     from nemotron.data.tokenizer import train_bpe
     from nemotron.distributed import DistEnv
-    from nemotron.training.trainer import LoopParams, Trainer
+    from nemotron.training.trainer import Trainer
 
     tokenizer = train_bpe(["12 + 7 = 19", "3 + 4 = 7"] * 20, tmp_path / "tokenizer", vocab_size=300)
-    params = LoopParams(name="t", steps=steps, lr=1e-2, max_skipped_steps=max_skipped, eval_every=0,
+    params = loop_params(name="t", steps=steps, lr=1e-2, max_skipped_steps=max_skipped, eval_every=0,
                         checkpoint_every=0, log_every=1)  # fmt: skip
     out = tmp_path / "run"
     out.mkdir()
@@ -291,7 +301,6 @@ def test_a_nan_evaluation_is_never_recorded(tmp_path: Path) -> None:
 
 
 def test_weights_made_non_finite_by_the_last_step_are_refused(tmp_path: Path) -> None:
-    from nemotron.training.trainer import LoopParams
 
     result, trainer = _nan_run(tmp_path, bad_steps=set(), max_skipped=0, steps=1)
     assert not isinstance(result, NemotronError)
@@ -300,7 +309,7 @@ def test_weights_made_non_finite_by_the_last_step_are_refused(tmp_path: Path) ->
     with pytest.raises(NemotronError, match="non-finite values"):
         trainer._finish(0, 1.0)
     with pytest.raises(ValueError):
-        LoopParams(name="t", steps=1, lr=math.inf, max_skipped_steps=0)
+        loop_params(name="t", steps=1, lr=math.inf, max_skipped_steps=0)
 
 
 def test_perplexity_of_a_diverged_model_is_an_error_not_a_metric(tmp_path: Path) -> None:
