@@ -88,9 +88,9 @@ class PipelineParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     steps: list[str]
-    overrides: dict[str, dict[str, Any]] = {}
-    output_dir: str | None = None
-    on_host: bool = True  # read by the Slurm launcher: this stage submits its steps' jobs itself
+    overrides: dict[str, dict[str, Any]]
+    output_dir: str | None
+    on_host: bool  # read by the Slurm launcher: this stage submits its steps' jobs itself
 
     def stage_overrides(self, step: str) -> list[str]:
         """`stage.KEY=VALUE` for each of the step's parameters (JSON values are valid override values)."""

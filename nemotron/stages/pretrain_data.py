@@ -42,17 +42,17 @@ class PretrainDataParams(ShardSettings):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("pretrain-data", description="Data artifact name; the scale suffix is appended.")
-    tokenizer_name: str = Field("tokenizer", description="Tokenizer artifact name; the scale suffix is appended.")
+    name: str = Field(description="Data artifact name; the scale suffix is appended.")
+    tokenizer_name: str = Field(description="Tokenizer artifact name; the scale suffix is appended.")
     blend: BlendConfig
-    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
-    scale: ScaleConfig = Field(default_factory=ScaleConfig)
-    output_dir: str | None = Field(None, description="Default: the job's output dir.")
-    resume_from: str | None = Field(None, description="Output dir of an interrupted run with the same config.")
-    workers: int | None = Field(None, ge=0, description="Tokenizer processes; default all CPUs, 0 or 1 inline.")
-    chunk_rows: int = Field(4000, ge=1, description="Documents per unit of work sent to a worker (or 8 MB).")
-    eod_token: str | None = Field(None, description="Default: the tokenizer's eos_token.")
-    gigatoken: bool = Field(True, description="Use gigatoken where it gives the same ids as HF tokenizers.")
+    tokenizer: TokenizerConfig
+    scale: ScaleConfig
+    output_dir: str | None = Field(description="Default: the job's output dir.")
+    resume_from: str | None = Field(description="Output dir of an interrupted run with the same config.")
+    workers: int | None = Field(ge=0, description="Tokenizer processes; default all CPUs, 0 or 1 inline.")
+    chunk_rows: int = Field(ge=1, description="Documents per unit of work sent to a worker (or 8 MB).")
+    eod_token: str | None = Field(description="Default: the tokenizer's eos_token.")
+    gigatoken: bool = Field(description="Use gigatoken where it gives the same ids as HF tokenizers.")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

@@ -27,9 +27,9 @@ class RegisterParams(BaseModel):
 
     path: str
     name: str
-    type: str = "Artifact"
-    fields: dict[str, Any] = {}
-    metadata: dict[str, Any] = {}
+    type: str
+    fields: dict[str, Any]
+    metadata: dict[str, Any]
 
 
 def run(cfg: DictConfig) -> Artifact:

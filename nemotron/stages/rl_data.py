@@ -46,16 +46,16 @@ class RLDataParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("rl-data", description="Data artifact name; the scale suffix is appended.")
+    name: str = Field(description="Data artifact name; the scale suffix is appended.")
     blend: BlendConfig
-    scale: ScaleConfig = Field(default_factory=ScaleConfig)
-    output_dir: str | None = Field(None, description="Default: the job's output dir.")
-    format: RowFormat = Field("math", description="math: problem/expected_answer; input_output: input/output.")
-    problem_field: str = "problem"
-    answer_field: str = "expected_answer"
-    source_splits: dict[str, str] | None = Field(None, description="Sources whose rows all go to one split.")
-    split_seed: int = Field(1234, description="Seed of the row -> split assignment.")
-    dedupe: bool = Field(True, description="Drop exact duplicate problems (first one kept).")
+    scale: ScaleConfig
+    output_dir: str | None = Field(description="Default: the job's output dir.")
+    format: RowFormat = Field(description="math: problem/expected_answer; input_output: input/output.")
+    problem_field: str
+    answer_field: str
+    source_splits: dict[str, str] | None = Field(description="Sources whose rows all go to one split.")
+    split_seed: int = Field(description="Seed of the row -> split assignment.")
+    dedupe: bool = Field(description="Drop exact duplicate problems (first one kept).")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

@@ -62,21 +62,21 @@ class SFTDataParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("sft-data", description="Data artifact name; the scale suffix is appended.")
-    tokenizer_name: str = Field("sft-tokenizer", description="Name of a tokenizer trained here (+ scale suffix).")
+    name: str = Field(description="Data artifact name; the scale suffix is appended.")
+    tokenizer_name: str = Field(description="Name of a tokenizer trained here (+ scale suffix).")
     blend: BlendConfig
-    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
-    scale: ScaleConfig = Field(default_factory=ScaleConfig)
-    tokenizer_uri: str | None = Field(None, description="Recorded for a given tokenizer, e.g. ${art:tokenizer,uri}.")
-    output_dir: str | None = Field(None, description="Default: the job's output dir.")
-    pack_size: int = Field(2048, ge=1, description="Tokens per packed row (the training sequence length).")
-    algorithm: Algorithm = "first_fit_shuffle"
-    overlong: Overlong = Field("truncate", description="A conversation longer than pack_size: truncate or drop.")
-    messages_field: str = "messages"
-    seed: int = Field(1234, description="Seed of first_fit_shuffle.")
-    split_seed: int = Field(1234, description="Seed of the conversation -> split assignment.")
-    shard_rows: int = Field(1000, ge=1, description="Packed rows per Parquet file.")
-    batch_rows: int = Field(1000, ge=1, description="Conversations tokenized per batch.")
+    tokenizer: TokenizerConfig
+    scale: ScaleConfig
+    tokenizer_uri: str | None = Field(description="Recorded for a given tokenizer, e.g. ${art:tokenizer,uri}.")
+    output_dir: str | None = Field(description="Default: the job's output dir.")
+    pack_size: int = Field(ge=1, description="Tokens per packed row (the training sequence length).")
+    algorithm: Algorithm
+    overlong: Overlong = Field(description="A conversation longer than pack_size: truncate or drop.")
+    messages_field: str
+    seed: int = Field(description="Seed of first_fit_shuffle.")
+    split_seed: int = Field(description="Seed of the conversation -> split assignment.")
+    shard_rows: int = Field(ge=1, description="Packed rows per Parquet file.")
+    batch_rows: int = Field(ge=1, description="Conversations tokenized per batch.")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
