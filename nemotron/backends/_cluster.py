@@ -214,7 +214,7 @@ def local_cluster(python: str) -> Cluster:
     return Cluster(nodes=1, gpus_per_node=count, python=python)
 
 
-def given(values: dict[str, Any]) -> dict[str, Any]:
+def only_set(values: dict[str, Any]) -> dict[str, Any]:
     """The values that are set: a None hyperparameter is left to the recipe (or NeMo-RL's base config)."""
     return {key: value for key, value in values.items() if value is not None}
 

@@ -183,13 +183,13 @@ def build_config(
     check_sequence_length(seq_length, parallel, "the data's pack_size" if mode == "sft" else "model.max_seq_len")
     config: dict[str, Any] = {
         "model": {**parallel.model_dump(), "seq_length": seq_length},
-        "train": _cluster.given({
+        "train": _cluster.only_set({
             "train_iters": params.steps,
             "global_batch_size": global_batch,
             "micro_batch_size": micro_batch,
         }),
-        "validation": _cluster.given({"eval_interval": params.eval_every, "eval_iters": params.eval_batches}),
-        "optimizer": _cluster.given({
+        "validation": _cluster.only_set({"eval_interval": params.eval_every, "eval_iters": params.eval_batches}),
+        "optimizer": _cluster.only_set({
             "optimizer": "adam",
             "lr": params.lr,
             "min_lr": params.min_lr,
@@ -198,7 +198,7 @@ def build_config(
             "bf16": True,
             "use_distributed_optimizer": True,
         }),
-        "scheduler": _cluster.given({
+        "scheduler": _cluster.only_set({
             "lr_decay_style": "cosine",
             "lr_warmup_iters": params.warmup_steps,
             "lr_decay_iters": params.steps,
@@ -206,8 +206,8 @@ def build_config(
             "end_weight_decay": params.weight_decay,
         }),
         "dataset": dataset,
-        "checkpoint": checkpoint(params, out, base),
-        "logger": logger(cfg, params, out),
+        "checkpoint": checkpoint_config(params, out, base),
+        "logger": logger_config(cfg, params, out),
         "tokenizer": tokenizer(model, data),
         "rng": {"seed": params.seed},
     }
@@ -353,18 +353,18 @@ def pad_seq_to_mult(parallel: Parallelism) -> int:
     return math.lcm(2 * cp if cp > 1 else 1, cp * tp if parallel.sequence_parallel and tp > 1 else 1)
 
 
-def checkpoint(params: MegatronStageParams, out: Path, base: ModelArtifact | None) -> dict[str, Any]:
+def checkpoint_config(params: MegatronStageParams, out: Path, base: ModelArtifact | None) -> dict[str, Any]:
     """Save into this run's directory; `load` the same directory so a requeued job resumes from it."""
     save = str(out / "checkpoints")
-    values: dict[str, Any] = _cluster.given({"save": save, "load": save, "save_interval": params.checkpoint_every})
+    values: dict[str, Any] = _cluster.only_set({"save": save, "load": save, "save_interval": params.checkpoint_every})
     if base is not None:
         values["pretrained_checkpoint"] = str(base.path)
     return values
 
 
-def logger(cfg: DictConfig, params: MegatronStageParams, out: Path) -> dict[str, Any]:
+def logger_config(cfg: DictConfig, params: MegatronStageParams, out: Path) -> dict[str, Any]:
     """Logging and W&B settings. The W&B key is never here: wandb reads WANDB_API_KEY from the job's environment."""
-    values = _cluster.given({"log_interval": params.log_every, "tensorboard_dir": str(out / "tensorboard")})
+    values = _cluster.only_set({"log_interval": params.log_every, "tensorboard_dir": str(out / "tensorboard")})
     wandb = cfg.get("wandb") or {}
     if wandb.get("project"):
         values |= {

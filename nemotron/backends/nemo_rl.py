@@ -132,7 +132,7 @@ def build_config(
     check_rl_parallelism(rl, cluster)
     config = {
         "defaults": str(Path(rl.get("nemo_rl_dir", "/opt/nemo-rl")) / rl["base_config"]),
-        "grpo": _cluster.given({
+        "grpo": _cluster.only_set({
             "num_prompts_per_step": params.prompts_per_step,
             "num_generations_per_prompt": params.group_size,
             "max_num_steps": params.steps,
@@ -143,13 +143,13 @@ def build_config(
             "val_batch_size": rl.get("val_batch_size") or params.eval_problems,
             "seed": params.seed,
         }),
-        "loss_fn": _cluster.given({
+        "loss_fn": _cluster.only_set({
             "reference_policy_kl_penalty": params.kl_coef,
             "ratio_clip_min": params.clip_eps,
             "ratio_clip_max": params.clip_eps,
             "token_level_loss": True,
         }),
-        "checkpointing": _cluster.given({
+        "checkpointing": _cluster.only_set({
             "enabled": True,
             "checkpoint_dir": str(out / "checkpoints"),
             "save_period": params.checkpoint_every,
@@ -157,7 +157,7 @@ def build_config(
             "higher_is_better": True,
             "keep_top_k": 3,
         }),
-        "policy": policy(cfg, params, rl, base),
+        "policy": policy_config(cfg, params, rl, base),
         "data": {
             "max_input_seq_length": rl["max_total_sequence_length"],
             "shuffle": True,
@@ -173,7 +173,7 @@ def build_config(
             },
         },
         "env": {"math": {"num_workers": 8, "math_verify_impl": "hf_math_verify"}},
-        "logger": logger(cfg, params, out),
+        "logger": logger_config(cfg, params, out),
         "cluster": {"num_nodes": cluster.nodes, "gpus_per_node": cluster.gpus_per_node},
     }
     check_grpo(config, rl, cluster, str(cfg.model.get("activation") or ""))
@@ -190,7 +190,9 @@ def _jsonl(path: str | None) -> dict[str, Any]:
     }
 
 
-def policy(cfg: DictConfig, params: GRPOStageParams, rl: Mapping[str, Any], base: ModelArtifact) -> dict[str, Any]:
+def policy_config(
+    cfg: DictConfig, params: GRPOStageParams, rl: Mapping[str, Any], base: ModelArtifact
+) -> dict[str, Any]:
     """`policy:` — the starting checkpoint, its trainer (Megatron or DTensor) and vLLM generation."""
     tokenizer = cfg.model.get("hf_config") or cfg.model.get("hf_model") or base.path
     recipe = cfg.model.get("recipe") or {}
@@ -208,7 +210,7 @@ def policy(cfg: DictConfig, params: GRPOStageParams, rl: Mapping[str, Any], base
         "train_micro_batch_size": rl["train_micro_batch_size"],
         "logprob_batch_size": rl["train_micro_batch_size"],
         "max_total_sequence_length": rl["max_total_sequence_length"],
-        "generation": _cluster.given({
+        "generation": _cluster.only_set({
             "backend": "vllm",
             "max_new_tokens": params.max_new_tokens,  # None: the base's max_total_sequence_length
             "temperature": params.temperature,
@@ -226,17 +228,17 @@ def policy(cfg: DictConfig, params: GRPOStageParams, rl: Mapping[str, Any], base
             "enabled": True,
             **fusion_setting(cfg, rl["megatron_cfg"]),
             **rl["megatron_cfg"],
-            "optimizer": _cluster.given(
+            "optimizer": _cluster.only_set(
                 {"lr": params.lr, "min_lr": params.min_lr, "weight_decay": params.weight_decay}
             ),
-            "scheduler": _cluster.given({"lr_warmup_iters": params.warmup_steps, "lr_decay_iters": params.steps}),
+            "scheduler": _cluster.only_set({"lr_warmup_iters": params.warmup_steps, "lr_decay_iters": params.steps}),
         }
     else:
         values["dtensor_cfg"] = {"enabled": True, **(rl.get("dtensor_cfg") or {})}
         values["megatron_cfg"] = {"enabled": False}
         values["optimizer"] = {
             "name": "torch.optim.AdamW",
-            "kwargs": _cluster.given({"lr": params.lr, "weight_decay": params.weight_decay}),
+            "kwargs": _cluster.only_set({"lr": params.lr, "weight_decay": params.weight_decay}),
         }
     return values
 
@@ -449,7 +451,7 @@ def check_rl_parallelism(rl: Mapping[str, Any], cluster: _cluster.Cluster) -> No
     check_parallel_sizes(generation, nodes=cluster.nodes, gpus_per_node=cluster.gpus_per_node)
 
 
-def logger(cfg: DictConfig, params: GRPOStageParams, out: Path) -> dict[str, Any]:
+def logger_config(cfg: DictConfig, params: GRPOStageParams, out: Path) -> dict[str, Any]:
     """W&B when a project is configured; the key comes from WANDB_API_KEY in the job's environment only."""
     wandb = cfg.get("wandb") or {}
     enabled = bool(wandb.get("project"))

@@ -40,7 +40,7 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
     import torch
 
     from nemotron.data.tokenizer import load_tokenizer
-    from nemotron.training.batches import PackedRows
+    from nemotron.training.batches import PackedRowReader
     from nemotron.training.losses import lm_loss
     from nemotron.training.model import check_vocab, load_model
     from nemotron.training.runtime import process_group, select_device
@@ -62,8 +62,8 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
             f"model {base.uri or base.path} has positions ({positions}). Prepare the SFT data with "
             f"stage.pack_size={positions} or less."
         )
-    train = PackedRows(data.path, "train", params.seed, tokenizer.pad_token_id)
-    valid = PackedRows(data.path, "valid", params.seed, tokenizer.pad_token_id)
+    train = PackedRowReader(data.path, "train", params.seed, tokenizer.pad_token_id)
+    valid = PackedRowReader(data.path, "valid", params.seed, tokenizer.pad_token_id)
     out = output_dir(params.output_dir, ("model",), create=True)
 
     with process_group(device) as env:

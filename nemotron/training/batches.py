@@ -3,7 +3,7 @@
     TokenWindows   pretraining: random windows of `seq_len` tokens from a split's `.bin/.idx` shards, each
                    window's shard drawn by its blend weight (documents run on across their EOD tokens, as in
                    Megatron's GPT dataset)
-    PackedRows     SFT: the packed Parquet rows of a split, in a fresh random order every epoch; each row
+    PackedRowReader     SFT: the packed Parquet rows of a split, in a fresh random order every epoch; each row
                    carries the start of every sample in it, so samples never attend to each other
 
 A batch is a dict of tensors: `input_ids`, `loss_mask` (1 where the *next* token is trained),
@@ -71,7 +71,7 @@ class TokenWindows:
                 "attention_mask": None}  # fmt: skip
 
 
-class PackedRows:
+class PackedRowReader:
     """The packed SFT rows of one split (Parquet `input_ids`, `loss_mask`, `seq_start_id`)."""
 
     def __init__(self, data_dir: str | Path, split: str, seed: int, pad_id: int) -> None:

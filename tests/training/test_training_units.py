@@ -11,7 +11,7 @@ import torch
 
 from nemotron.errors import NemotronError
 from nemotron.training import checkpoint as ckpt
-from nemotron.training.batches import PackedRows, TokenWindows, collate_packed
+from nemotron.training.batches import PackedRowReader, TokenWindows, collate_packed
 from nemotron.training.generation import Generated, exact_match, extract_answer
 from nemotron.training.grpo import Rollout, group_advantages, grpo_loss, token_logprobs
 from nemotron.training.losses import forward_logits, next_token_loss
@@ -122,7 +122,7 @@ def _packed_split(tmp_path: Path, rows: int) -> Path:
 
 
 def test_packed_rows_visit_every_row_once_per_epoch_across_ranks(tmp_path: Path) -> None:
-    rows = PackedRows(_packed_split(tmp_path, 12), "train", seed=0, pad_id=0)
+    rows = PackedRowReader(_packed_split(tmp_path, 12), "train", seed=0, pad_id=0)
     seen = [[] for _ in range(3)]
     for step in range(6):  # 2 ranks x batch 3 = 6 rows a step: an epoch every 2 steps
         for rank in (0, 1):
