@@ -68,7 +68,7 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
         trainer.resume()
 
         def train_step(step: int) -> dict[str, float]:
-            loss, tokens = lm_loss(trainer.model, train.batch(step, params.batch_size, env.rank), device)
+            loss, tokens = lm_loss(trainer.wrapped, train.batch(step, params.batch_size, env.rank), device)
             grad_norm = trainer.update(loss)
             return {"loss": loss.item(), "grad_norm": grad_norm or 0.0, "tokens": tokens * env.world_size}
 

@@ -73,7 +73,7 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
             batch = rollout(trainer.module, reference, tokenizer, problems, group_size=params.group_size,
                             max_new_tokens=params.max_new_tokens, temperature=params.temperature, device=device)
             for _ in range(params.updates_per_step):
-                loss, stats = grpo_loss(trainer.model, batch, clip_eps=params.clip_eps, kl_coef=params.kl_coef)
+                loss, stats = grpo_loss(trainer.wrapped, batch, clip_eps=params.clip_eps, kl_coef=params.kl_coef)
                 trainer.update(loss)
             tokens = int(batch.generated.completion_mask.sum()) * env.world_size
             return {"loss": loss.item(), "reward": batch.rewards.mean().item(), **stats, "tokens": tokens}

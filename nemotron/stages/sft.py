@@ -74,7 +74,7 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
 
         def train_step(step: int) -> dict[str, float]:
             batch = train.batch(step, params.batch_size, env.rank, env.world_size)
-            loss, tokens = lm_loss(trainer.model, batch, device)
+            loss, tokens = lm_loss(trainer.wrapped, batch, device)
             grad_norm = trainer.update(loss)
             return {"loss": loss.item(), "grad_norm": grad_norm or 0.0, "tokens": tokens * env.world_size}
 

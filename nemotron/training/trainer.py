@@ -80,7 +80,7 @@ class Trainer:
                  identity: dict[str, Any]) -> None:  # fmt: skip
         self.tokenizer, self.params, self.out, self.env, self.device = tokenizer, params, out, env, device
         self.module = model.to(device)  # the model itself: saved, evaluated, used to generate
-        self.model = self._wrap(self.module)  # what the training step calls: the module, or its DDP wrapper
+        self.wrapped = self._wrap(self.module)  # what the training step calls: the module, or its DDP wrapper
         self.optimizer = adamw(self.module, params.lr, params.weight_decay)
         self.config = ckpt.config_hash(identity)
         self.metrics = MetricsLog(out, enabled=env.is_rank0)
@@ -200,7 +200,7 @@ class Trainer:
                 skipped_before = self.skipped
                 started = time.perf_counter()
                 lr = self.set_lr(step)
-                self.model.train()
+                self.wrapped.train()
                 values = train_step(step)
                 seconds += time.perf_counter() - started
                 tokens += int(values.pop("tokens", 0))

@@ -225,7 +225,7 @@ def test_select_best_carries_over_a_resume(tmp_path: Path) -> None:
         def train_step(step: int) -> dict[str, float]:
             if step == kill_at:
                 raise KeyboardInterrupt
-            loss = trainer.model(input_ids=ids, labels=ids).loss
+            loss = trainer.wrapped(input_ids=ids, labels=ids).loss
             trainer.update(loss)
             done["steps"] = step + 1
             return {"loss": loss.item()}
@@ -261,7 +261,7 @@ def _nan_run(tmp_path: Path, bad_steps: set[int], max_skipped: int, evaluate=Non
     ids = torch.tensor([tokenizer("12 + 7 = 19")["input_ids"]])
 
     def train_step(step: int) -> dict[str, float]:
-        loss = trainer.model(input_ids=ids, labels=ids).loss
+        loss = trainer.wrapped(input_ids=ids, labels=ids).loss
         if step in bad_steps:
             loss = loss * float("nan")
         trainer.update(loss)
