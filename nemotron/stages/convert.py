@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -172,16 +171,12 @@ def artifact_name(cfg: DictConfig, params: ConvertParams, source: ModelArtifact,
 def copy_through(source: Path, target: Path) -> None:
     """The files of `source` under `target`: hard links where the filesystem allows (no bytes copied), else
     copies. Either way the new version owns its directory, so deleting the input's never touches it."""
+    from nemotron.training.checkpoint import copy_model
+
     if not source.is_dir():
         raise NemotronError(f"The model directory {source} does not exist on this host.")
-
-    def link_or_copy(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
-    shutil.copytree(source, target, copy_function=link_or_copy)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    copy_model(source, target)
 
 
 def conversion_command(plan: Plan, source: str, target: Path, params: ConvertParams) -> list[str]:
