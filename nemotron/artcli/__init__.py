@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("ref")
     show.add_argument("--json", action="store_true")
 
-    lineage = _command(commands, "lineage", "commands:lineage", "the upstream (or downstream) lineage of a version")
+    lineage = _command(commands, "lineage", "lineage:lineage", "the upstream (or downstream) lineage of a version")
     lineage.add_argument("ref")
     lineage.add_argument("--format", choices=LINEAGE_FORMATS, default="tree", help="output format (default: tree)")
     lineage.add_argument("--json", action="store_const", const="json", dest="format", help="same as --format json")
@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     lineage.add_argument("--depth", type=int, default=None, help="levels to follow (default: all)")
     lineage.add_argument("-o", "--output", help="write to this file instead of stdout")
 
-    verify = _command(commands, "verify", "inspect:verify", "recompute the digests of a version's files")
+    verify = _command(commands, "verify", "verify:verify", "recompute the digests of a version's files")
     verify.add_argument("ref")
     how = verify.add_mutually_exclusive_group()
     how.add_argument("--full", action="store_true", help="digest every file (the default)")
@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--all", action="store_true", help="list passing (OK, UNCHECKED) files too")
     verify.add_argument("--json", action="store_true")
 
-    diff = _command(commands, "diff", "inspect:diff", "what differs between two versions")
+    diff = _command(commands, "diff", "diff:diff", "what differs between two versions")
     diff.add_argument("a")
     diff.add_argument("b")
     diff.add_argument("--json", action="store_true")
@@ -96,12 +96,12 @@ def _parser() -> argparse.ArgumentParser:
 
     _import_parser(commands)
 
-    export = _command(commands, "export", "transfer:export", "copy a version and its lineage into a bundle")
+    export = _command(commands, "export", "bundle:export_command", "copy a version and its lineage into a bundle")
     export.add_argument("ref")
     export.add_argument("--closure", required=True, metavar="OUT", help="bundle directory to create (must not exist)")
     export.add_argument("--json", action="store_true")
 
-    bundle = _command(commands, "import-bundle", "transfer:import_bundle", "commit a bundle into this store")
+    bundle = _command(commands, "import-bundle", "bundle:import_bundle_command", "commit a bundle into this store")
     bundle.add_argument("bundle", help="a directory written by `nemotron-art export --closure`")
     bundle.add_argument("--json", action="store_true")
 
@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 def _import_parser(commands) -> None:
     imports = _command(commands, "import", None, "register existing checkpoints or data (zero-copy)")
     kinds = imports.add_subparsers(dest="kind", required=True, metavar="KIND")
-    model = _command(kinds, "model", "transfer:import_model", "a checkpoint directory as a ModelArtifact")
+    model = _command(kinds, "model", "import_:import_model", "a checkpoint directory as a ModelArtifact")
     model.add_argument("path")
     model.add_argument("--stage", required=True, choices=("pretrain", "sft", "rl"), help="what it was trained by")
     model.add_argument("--step", required=True, type=int, help="training step of the checkpoint")
@@ -130,12 +130,12 @@ def _import_parser(commands) -> None:
 
     data = _command(kinds, "data", None, "prepared data as a typed data artifact")
     data_kinds = data.add_subparsers(dest="data_kind", required=True, metavar="STAGE")
-    pretrain = _command(data_kinds, "pretrain", "transfer:import_data", "a blend.json of .bin/.idx prefixes")
+    pretrain = _command(data_kinds, "pretrain", "import_:import_data", "a blend.json of .bin/.idx prefixes")
     pretrain.add_argument("path", metavar="BLEND.json")
-    sft = _command(data_kinds, "sft", "transfer:import_data", "a directory of packed SFT Parquet")
+    sft = _command(data_kinds, "sft", "import_:import_data", "a directory of packed SFT Parquet")
     sft.add_argument("path", metavar="DIR")
     sft.add_argument("--pack-size", type=int, help="sequence length of the packs (else from DIR/metadata.json)")
-    rl = _command(data_kinds, "rl", "transfer:import_data", "a directory of train/val/test JSONL")
+    rl = _command(data_kinds, "rl", "import_:import_data", "a directory of train/val/test JSONL")
     rl.add_argument("path", metavar="DIR")
     for sub in (pretrain, sft, rl):
         sub.add_argument("--name", help="artifact name (default: from the directory name)")

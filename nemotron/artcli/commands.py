@@ -1,20 +1,16 @@
-"""The `nemotron-art` subcommands: each takes the store and the parsed arguments and returns an exit code."""
+"""The small `nemotron-art` commands `ls`, `show`, `alias` and `fsck` (each of the others has its own module,
+named as the command). Each takes the store and the parsed arguments and returns an exit code."""
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from argparse import Namespace
 
-from rich.console import Console
 from rich.table import Table
 
 from nemotron.artcli import make_console, print_json
 from nemotron.artifacts.refs import ArtifactRef
 from nemotron.errors import NemotronError
 from nemotron.store.manifest_store import ManifestStore
-from nemotron.tracking.lineage import downstream, lineage_graph, render_tree, upstream
 
 console = make_console()
 
@@ -118,53 +114,6 @@ def show(store: ManifestStore, args: Namespace) -> int:
             table.add_row("git", f"{run.git.commit[:12]}{' (dirty)' if run.git.dirty else ''}")
         table.add_row("host", f"{run.host}  slurm job {run.slurm_job_id or '-'}  hydra job {run.hydra_job_id or '-'}")
     console.print(table)
-    return 0
-
-
-def lineage(store: ManifestStore, args: Namespace) -> int:
-    if args.depth is not None and args.depth < 0:
-        raise NemotronError(f"--depth must be 0 or more, got {args.depth}.")
-    if args.format in ("tree", "json"):
-        nested = (downstream if args.down else upstream)(store, args.ref, depth=args.depth)
-        if args.format == "json":
-            return _emit(json.dumps(nested, indent=2, default=str) + "\n", args.output)
-        if args.output:
-            with _output_file(args.output) as f:
-                tree_file = Console(file=f, highlight=False, soft_wrap=True, color_system=None, width=1000)
-                tree_file.print(render_tree(nested))
-            return 0
-        console.print(render_tree(nested))
-        return 0
-    from nemotron.artcli import lineage_render
-
-    graph = lineage_graph(store, args.ref, down=args.down, depth=args.depth)
-    if args.format == "mermaid":
-        text = lineage_render.to_mermaid(graph)
-    elif args.format == "dot":
-        text = lineage_render.to_dot(graph)
-    else:
-        where = store.root if store.is_local else store.url
-        text = lineage_render.to_html(graph, title=graph.nodes[graph.root].label, store_url=where)
-    return _emit(text, args.output)
-
-
-def _output_file(output: str):
-    """`-o FILE` opened for writing, or a clear error (a missing directory, no permission) before any work."""
-    try:
-        return open(output, "w", encoding="utf-8")  # noqa: SIM115  (the caller's `with` closes it)
-    except OSError as exc:
-        parent = os.path.dirname(os.path.abspath(output))
-        hint = f" The directory {parent} does not exist: create it first." if not os.path.isdir(parent) else ""
-        raise NemotronError(f"Cannot write {output}: {exc.strerror or exc}.{hint}") from exc
-
-
-def _emit(text: str, output: str | None) -> int:
-    if output:
-        with _output_file(output) as f:
-            f.write(text)
-        print(f"wrote {output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
     return 0
 
 

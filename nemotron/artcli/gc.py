@@ -6,7 +6,7 @@ Kept, with the reason recorded: the last N versions of each name, the latest ver
 `latest` never moves), every version an alias points at, and everything upstream of a kept version (so no
 kept lineage loses an input). Everything else is deleted: its record only (`{name}/v{N}/`, with an entry in
 `{name}/deletions/`), never the data it points at, except with `--data` the data copies nemotron itself
-made (a bundle's data imported by this store, see `nemotron/tracking/bundle.py`), and only when no
+made (a bundle's data imported by this store, see `nemotron/artcli/bundle.py`), and only when no
 remaining version points into them.
 """
 
@@ -19,11 +19,10 @@ from typing import Any
 
 from rich.table import Table
 
-from nemotron.artcli import make_console, print_json
+from nemotron.artcli import bundle, make_console, print_json
 from nemotron.errors import NemotronError
 from nemotron.store.manifest_store import ManifestStore, VersionInUseError
 from nemotron.store.records import Manifest
-from nemotron.tracking import bundle
 
 
 @dataclass

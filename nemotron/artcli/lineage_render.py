@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from nemotron.tracking.lineage import GraphNode, LineageGraph
+from nemotron.artcli.lineage import GraphNode, LineageGraph
 
 _SHAPES_MERMAID = {"artifact": ('["', '"]'), "run": ('(["', '"])'), "source": ('[/"', '"/]')}
 _SHAPES_DOT = {"artifact": "box", "run": "ellipse", "source": "parallelogram"}

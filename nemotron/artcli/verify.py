@@ -1,4 +1,4 @@
-"""Check that the data a version points at is still what was committed.
+"""`nemotron-art verify`: check that the data a version points at is still what was committed.
 
 Every manifest records, per file under the artifact's path, its size and a content digest (`xxh3_128:<hex>`
 by default; `sha256:` and `md5:` are understood too). `verify_manifest` lists the files there now and
@@ -16,13 +16,16 @@ Listing the files costs one call; digests read every byte, in parallel threads (
 from __future__ import annotations
 
 import random
+from argparse import Namespace
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from nemotron.artcli import make_console, print_json
 from nemotron.errors import NemotronError
 from nemotron.store.files import digest_file
+from nemotron.store.manifest_store import ManifestStore
 from nemotron.store.records import Manifest
 
 OK, MODIFIED, MISSING, NEW, UNCHECKED = "OK", "MODIFIED", "MISSING", "NEW", "UNCHECKED"
@@ -118,3 +121,56 @@ def verify_manifest(
     new = [FileCheck(path, NEW, None, size) for path, size in sorted(present.items()) if path not in recorded]
     mode = "full" if sample is None else f"sample of {sample}"
     return VerifyReport(manifest.ref, manifest.path, mode, [*checks.values(), *new])
+
+
+# -- the command ------------------------------------------------------------------------------------
+
+console = make_console()
+_STYLE = {"OK": "green", "UNCHECKED": "dim", "MODIFIED": "bold red", "MISSING": "bold red", "NEW": "yellow"}
+
+
+def verify(store: ManifestStore, args: Namespace) -> int:
+    """Exit 0 when every recorded file is OK (or UNCHECKED by --sample), 1 otherwise."""
+    from nemotron.artcli.lineage import upstream_closure
+
+    manifests = upstream_closure(store, args.ref)[::-1] if args.upstream else [store.resolve(args.ref)]
+    reports = [verify_manifest(m, sample=args.sample, seed=args.seed, workers=args.workers) for m in manifests]
+    passed = all(report.ok for report in reports)
+    if args.json:
+        data = [report.to_dict() for report in reports]
+        print_json(data if args.upstream else data[0])
+        return 0 if passed else 1
+    for report in reports:
+        _print_report(report, args.all)
+    if args.upstream:
+        failed = [report.ref for report in reports if not report.ok]
+        summary = f"{len(reports)} version(s) checked" + (
+            f", {len(failed)} failed: {', '.join(failed)}" if failed else ""
+        )
+        console.print(("[green]OK[/]  " if passed else "[bold red]FAILED[/]  ") + summary)
+    return 0 if passed else 1
+
+
+def _print_report(report, show_all: bool) -> None:
+    from rich.table import Table
+
+    shown = [check for check in report.files if show_all or check.status not in PASSING]
+    if shown:
+        table = Table("status", "file", "recorded size", "size now", "detail", title=f"{report.ref}  {report.path}")
+        for check in shown:
+            style = _STYLE.get(check.status, "")
+            table.add_row(
+                f"[{style}]{check.status}[/]",
+                check.path,
+                _size(check.size),
+                _size(check.actual_size),
+                check.detail,
+            )
+        console.print(table)
+    counts = ", ".join(f"{count} {status}" for status, count in sorted(report.counts.items())) or "no files"
+    verdict = "[green]OK[/]" if report.ok else "[bold red]FAILED[/]"
+    console.print(f"{verdict}  {report.ref} ({report.mode}): {counts}")
+
+
+def _size(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"

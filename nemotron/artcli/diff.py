@@ -1,4 +1,4 @@
-"""`nemotron-art verify` and `nemotron-art diff`."""
+"""`nemotron-art diff A B`: config, inputs, code version, fields and files that differ between two versions."""
 
 from __future__ import annotations
 
@@ -12,55 +12,6 @@ from nemotron.artcli import make_console, print_json
 from nemotron.store.manifest_store import ManifestStore
 
 console = make_console()
-_STYLE = {"OK": "green", "UNCHECKED": "dim", "MODIFIED": "bold red", "MISSING": "bold red", "NEW": "yellow"}
-
-
-def verify(store: ManifestStore, args: Namespace) -> int:
-    """Exit 0 when every recorded file is OK (or UNCHECKED by --sample), 1 otherwise."""
-    from nemotron.artcli.verify import verify_manifest
-    from nemotron.tracking.lineage import upstream_closure
-
-    manifests = upstream_closure(store, args.ref)[::-1] if args.upstream else [store.resolve(args.ref)]
-    reports = [verify_manifest(m, sample=args.sample, seed=args.seed, workers=args.workers) for m in manifests]
-    passed = all(report.ok for report in reports)
-    if args.json:
-        data = [report.to_dict() for report in reports]
-        print_json(data if args.upstream else data[0])
-        return 0 if passed else 1
-    for report in reports:
-        _print_report(report, args.all)
-    if args.upstream:
-        failed = [report.ref for report in reports if not report.ok]
-        summary = f"{len(reports)} version(s) checked" + (
-            f", {len(failed)} failed: {', '.join(failed)}" if failed else ""
-        )
-        console.print(("[green]OK[/]  " if passed else "[bold red]FAILED[/]  ") + summary)
-    return 0 if passed else 1
-
-
-def _print_report(report, show_all: bool) -> None:
-    from nemotron.artcli.verify import PASSING
-
-    shown = [check for check in report.files if show_all or check.status not in PASSING]
-    if shown:
-        table = Table("status", "file", "recorded size", "size now", "detail", title=f"{report.ref}  {report.path}")
-        for check in shown:
-            style = _STYLE.get(check.status, "")
-            table.add_row(
-                f"[{style}]{check.status}[/]",
-                check.path,
-                _size(check.size),
-                _size(check.actual_size),
-                check.detail,
-            )
-        console.print(table)
-    counts = ", ".join(f"{count} {status}" for status, count in sorted(report.counts.items())) or "no files"
-    verdict = "[green]OK[/]" if report.ok else "[bold red]FAILED[/]"
-    console.print(f"{verdict}  {report.ref} ({report.mode}): {counts}")
-
-
-def _size(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
 
 
 def diff(store: ManifestStore, args: Namespace) -> int:

@@ -32,17 +32,19 @@ import shutil
 import socket
 import sys
 import uuid
-from dataclasses import dataclass, field
+from argparse import Namespace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from nemotron.artcli import make_console, print_json
+from nemotron.artcli.lineage import upstream_closure
 from nemotron.artifacts.refs import SCHEME, ArtifactRef, validate_alias, validate_name
 from nemotron.errors import CommitError, NemotronError
 from nemotron.store.files import digest_file, new_hasher
 from nemotron.store.manifest_store import ManifestStore
 from nemotron.store.records import Manifest
-from nemotron.tracking.lineage import upstream_closure
 
 INDEX = "nemotron-bundle.json"
 OWNER = "owner.json"
@@ -628,3 +630,58 @@ def _open_directory_nofollow(path: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+# -- the commands -----------------------------------------------------------------------------------
+
+console = make_console(stderr=True)
+
+
+def export_command(store: ManifestStore, args: Namespace) -> int:
+    def progress(entry: dict[str, Any]) -> None:
+        if not args.json:
+            console.print(f"  {entry['ref']:<40} {len(entry['files'])} file(s), {entry['bytes']:,} bytes")
+
+    index = export_closure(store, args.ref, args.closure, progress=progress)
+    total = sum(entry["bytes"] for entry in index["artifacts"])
+    if args.json:
+        print_json(index)
+    else:
+        console.print(
+            f"exported {index['root']} with {len(index['artifacts'])} version(s) of lineage ({total:,} bytes) "
+            f"and {len(index['aliases'])} alias(es) to {args.closure}; import it with "
+            f"`nemotron-art --root ROOT import-bundle {args.closure}`"
+        )
+    return 0
+
+
+def import_bundle_command(store: ManifestStore, args: Namespace) -> int:
+
+    def progress(source: str, target: str, reused: bool) -> None:
+        if not args.json:
+            note = "already there" if reused else "committed"
+            console.print(f"  {source:<40} -> {target}  ({note})")
+
+    result = import_bundle(store, args.bundle, progress=progress)
+    conflicts = [conflict.message() for conflict in result.alias_conflicts]
+    for conflict in conflicts:
+        console.print(f"[yellow]warning:[/] alias {conflict}")
+    if args.json:
+        print_json(
+            {
+                "mapping": result.mapping,
+                "reused": result.reused,
+                "owns_data": result.owned,
+                "aliases": result.aliases,
+                "alias_conflicts": [asdict(conflict) for conflict in result.alias_conflicts],
+            }
+        )
+        return 0
+    committed = len(result.mapping) - len(result.reused)
+    console.print(
+        f"imported {committed} version(s) into {store.url} ({len(result.reused)} already there); "
+        f"{len(result.aliases)} alias(es) set or already in place, {len(conflicts)} left unchanged"
+    )
+    if result.owner_note:
+        console.print(f"[yellow]note:[/] {result.owner_note}")
+    return 0
