@@ -5,7 +5,9 @@
   (the pipeline stage, inside `stages/`, may run the other stages);
 - backends never import `nemotron.stages` (the neutral job layer is `nemotron.job`);
 - `artifacts/` imports nothing else of the project at module level but the error types (its seed-API methods
-  may call the public tracking API inside the method).
+  may call the public tracking API inside the method);
+- the operations in `artcli/` are the CLI's own: nothing but the entry points imports `artcli` or `cli`;
+- the store sits below job integration: `store/` imports only the data model and the error types.
 
 A "subpackage" is the first name below `nemotron` (`nemotron.store.records` -> `store`, `nemotron.job` ->
 `job`). Imports under `if TYPE_CHECKING:` are not run and do not count.
@@ -21,6 +23,8 @@ import nemotron
 PACKAGE_DIR = Path(nemotron.__file__).resolve().parent
 STAGE_IMPORTERS = {"cli"}  # the entry point: it runs the stage a config names
 ARTIFACTS_MAY_IMPORT = {"artifacts", "errors"}
+CLI_PACKAGES = {"artcli", "cli", "__main__"}  # the entry points: `nemotron-art`, `python -m nemotron`
+STORE_MAY_IMPORT = {"store", "artifacts", "errors"}
 
 
 def module_name(path: Path, package_dir: Path) -> str:
@@ -124,6 +128,26 @@ def artifacts_module_level_imports(table: dict[str, list[tuple[str, bool]]]) -> 
     ]
 
 
+def cli_imports_outside_cli(table: dict[str, list[tuple[str, bool]]]) -> list[str]:
+    return [
+        f"{module} imports {name}"
+        for module, found in table.items()
+        if subpackage(module) not in CLI_PACKAGES
+        for name, _ in found
+        if subpackage(name) in CLI_PACKAGES
+    ]
+
+
+def store_imports_above_it(table: dict[str, list[tuple[str, bool]]]) -> list[str]:
+    return [
+        f"{module} imports {name}"
+        for module, found in table.items()
+        if subpackage(module) == "store"
+        for name, _ in found
+        if subpackage(name) not in STORE_MAY_IMPORT
+    ]
+
+
 TABLE = import_table(PACKAGE_DIR)
 
 
@@ -146,6 +170,31 @@ def test_backends_never_import_stages():
 
 def test_artifacts_import_nothing_else_of_the_project_at_module_level():
     assert artifacts_module_level_imports(TABLE) == []
+
+
+def test_only_the_entry_points_import_the_cli_and_its_operations():
+    assert cli_imports_outside_cli(TABLE) == []
+
+
+def test_the_store_imports_only_the_data_model_and_the_errors():
+    assert store_imports_above_it(TABLE) == []
+
+
+def test_each_rule_finds_a_breach():
+    table = {
+        "nemotron.tracking.session": [("nemotron.artcli.lineage", False)],
+        "nemotron.store.records": [("nemotron.tracking.api", False)],
+        "nemotron.artifacts.base": [("nemotron.store.records", True), ("nemotron.tracking.api", False)],
+        "nemotron.backends.nemo_rl": [("nemotron.stages.rl", False)],
+    }
+    assert cli_imports_outside_cli(table) == ["nemotron.tracking.session imports nemotron.artcli.lineage"]
+    assert store_imports_above_it(table) == ["nemotron.store.records imports nemotron.tracking.api"]
+    assert artifacts_module_level_imports(table) == [
+        "nemotron.artifacts.base imports nemotron.store.records at module level"
+    ]
+    assert backend_stage_imports(table) == stage_imports_outside_stages(table) == [
+        "nemotron.backends.nemo_rl imports nemotron.stages.rl"
+    ]
 
 
 def test_a_cycle_is_found():

@@ -74,16 +74,6 @@ class Artifact(BaseModel):
         """References to upstream artifacts this one was made from (beyond the job's `${art:}` inputs)."""
         return []
 
-    def get_wandb_references(self) -> list[str]:
-        """Paths or URIs the W&B mirror records by reference only (checksum=False: lineage, no upload, never
-        downloaded). Default: the data's `path`. Local paths become `file://` URIs."""
-        return [self.path]
-
-    def get_wandb_files(self) -> list[str]:
-        """Local files or directories the W&B mirror uploads into the artifact. Default: none (data stays
-        where it is; override for small files such as a tokenizer or an eval report)."""
-        return []
-
     # -- typed field access -----------------------------------------------------------------------------
 
     def field(self, name: str) -> Any:

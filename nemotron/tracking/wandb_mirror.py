@@ -60,6 +60,10 @@ _WANDB_TYPES = {
     "_DataArtifact": "dataset",
 }
 _REFERENCE_SCHEMES = ("file://", "s3://", "gs://", "http://", "https://")
+# Local files or directories W&B uploads into an artifact, by our class (or a base class) name. The data stays
+# where it is (recorded by reference), so the built-in types upload nothing; a type with small files worth
+# having in W&B (a tokenizer, an eval report) registers a function here.
+UPLOADS: dict[str, Callable[[Artifact], list[str]]] = {}
 
 
 # -- the one seam where W&B objects come from ----------------------------------------------------------------
@@ -288,11 +292,10 @@ def _build(
         type=wandb_type(artifact),
         metadata={**fields, "nemotron": _provenance(manifest, store, used, wandb_inputs, artifact)},
     )
-    for uri in artifact.get_wandb_references():
-        reference = _reference_uri(uri)
-        if reference is not None:
-            out.add_reference(reference, checksum=False)  # lineage only: W&B must never download it
-    for path in artifact.get_wandb_files():
+    reference = _reference_uri(artifact.path)  # the data by reference; a local path becomes a file:// URI
+    if reference is not None:
+        out.add_reference(reference, checksum=False)  # lineage only: W&B must never download it
+    for path in _uploads(artifact):
         local = Path(path)
         if local.is_dir():
             out.add_dir(str(local), name=local.name)
@@ -359,6 +362,13 @@ def _aliases(manifest: Manifest | None) -> list[str]:
 
 def _name(artifact: Artifact, manifest: Manifest | None) -> str:
     return manifest.name if manifest is not None else str(artifact.name)
+
+
+def _uploads(artifact: Artifact) -> list[str]:
+    for cls in type(artifact).__mro__:
+        if cls.__name__ in UPLOADS:
+            return UPLOADS[cls.__name__](artifact)
+    return []
 
 
 def wandb_type(artifact: Artifact) -> str:

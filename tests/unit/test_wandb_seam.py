@@ -180,6 +180,27 @@ def test_mirror_sends_input_edges_the_artifact_and_records_what_wandb_assigned(t
     assert _sidecar(root, "tiny-model", 1) == record  # what W&B assigned, beside the immutable manifest
 
 
+class ReportArtifact(Artifact):
+    """A type with a small file worth uploading to W&B (registered in `wandb_mirror.UPLOADS`)."""
+
+
+def test_a_type_registered_in_uploads_uploads_its_files_and_the_data_stays_a_reference(tmp_path):
+    (tmp_path / "summary.json").write_text("{}")
+    tracking, init = _tracking(tmp_path / "store"), FakeInit()
+    wandb_mirror.UPLOADS["ReportArtifact"] = lambda artifact: [str(tmp_path / "summary.json")]
+    try:
+        report = ReportArtifact(path=_data(tmp_path / "report"))
+        with using_client(WandbClient(init=init, api=_never)):
+            tracking.mirror([(report, tracking.commit(report, name="report"))])
+    finally:
+        del wandb_mirror.UPLOADS["ReportArtifact"]
+    [(artifact, _)] = init.runs[0].logged
+    uploaded = {path for path, entry in artifact.manifest.entries.items() if not entry.ref}
+    assert uploaded == {"summary.json", "nemotron/manifest.json"}
+    referenced = {entry.ref for entry in artifact.manifest.entries.values() if entry.ref}
+    assert referenced == {(tmp_path / "report/model.bin").as_uri()}
+
+
 def test_input_edges_name_each_mirror_and_each_wandb_input(tmp_path):
     root = tmp_path / "store"
     _tracking(root, wandb=False).commit(Artifact(path=_data(tmp_path / "raw")), name="raw-text")
