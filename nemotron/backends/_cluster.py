@@ -9,8 +9,6 @@ where pyxis would run the batch script itself inside the container, without srun
 from __future__ import annotations
 
 import os
-import re
-import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict
 
+from nemotron.cluster import sbatch
 from nemotron.cluster.checks import ClusterError, check_no_secret_values, check_settings, check_single_line
 from nemotron.errors import NemotronError
 
@@ -113,42 +112,25 @@ def cluster_from_config(cfg: DictConfig, backend: str) -> Cluster:
     )
 
 
-def word(value: Any, what: str) -> str:
-    """`value` as one shell word (shlex.quote, which sbatch also reads on `#SBATCH` lines); a newline or another
-    control character is refused: no quoting keeps it on its line."""
-    check_single_line(what, value)
-    return shlex.quote(str(value))
-
-
-def bash_c(command: str) -> str:
-    """`bash -c COMMAND`, the command quoted as one word: its `$VARS` expand in that bash, on the node."""
-    return f"bash -c {shlex.quote(command)}"
-
-
 def sbatch_header(cluster: Cluster, job_name: str, log_dir: Path) -> list[str]:
-    """`#SBATCH` lines, the environment exports and the setup lines of the batch script. Every value is one
-    quoted word; `setup` lines are shell code and are written as given."""
+    """The `#SBATCH` lines, the environment exports and the setup lines of a backend's batch script (written by
+    the one generator, `nemotron.cluster.sbatch`); `setup` lines are shell code and are written as given."""
+    check_single_line("The job name", job_name)
+    check_single_line("The run directory", log_dir)
     hours, minutes = divmod(cluster.timeout_min, 60)
-    lines = [
-        "#!/bin/bash",
-        f"#SBATCH --job-name={word(job_name, 'The job name')}",
-        f"#SBATCH --nodes={int(cluster.nodes)}",
-        "#SBATCH --ntasks-per-node=1",
-        f"#SBATCH --gpus-per-node={int(cluster.gpus_per_node)}",
-        f"#SBATCH --time={hours:02d}:{minutes:02d}:00",
-        f"#SBATCH --output={word(f'{log_dir}/%x_%j.out', 'The run directory')}",
+    options = [
+        ("job-name", job_name),
+        ("nodes", int(cluster.nodes)),
+        ("ntasks-per-node", 1),
+        ("gpus-per-node", int(cluster.gpus_per_node)),
+        ("time", f"{hours:02d}:{minutes:02d}:00"),
+        ("output", f"{log_dir}/%x_%j.out"),
+        ("partition", cluster.partition),
+        ("account", cluster.account),
+        ("qos", cluster.qos),
+        ("exclusive", bool(cluster.exclusive)),
     ]
-    for key in ("partition", "account", "qos"):
-        value = getattr(cluster, key)
-        if value:
-            lines.append(f"#SBATCH --{key}={word(value, f'launcher.{key}')}")
-    if cluster.exclusive:
-        lines.append("#SBATCH --exclusive")
-    lines += ["", "set -euo pipefail"]
-    for name, value in cluster.env.items():
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ClusterError(f"launcher.env.{name}: {name!r} is not a valid environment variable name.")
-        lines.append(f"export {name}={word(value, f'launcher.env.{name}')}")
+    lines = ["#!/bin/bash", *sbatch.sbatch_lines(options), "", "set -euo pipefail", *sbatch.export_lines(cluster.env)]
     lines += list(cluster.setup)
     secrets = " ".join(f"${name}" for name in SECRET_VARIABLES)
     lines += [
@@ -162,13 +144,11 @@ def sbatch_header(cluster: Cluster, job_name: str, log_dir: Path) -> list[str]:
 def srun(cluster: Cluster, mounts: Sequence[str], workdir: str, *options: str) -> str:
     """An srun command prefix with the pyxis container flags, each one quoted word. `options` are shell words
     as the backend writes them (they may name the script's variables: `"--nodelist=$HEAD_NODE"`)."""
-    parts = ["srun", *options]
-    if cluster.container_image:
-        parts.append(word(f"--container-image={cluster.container_image}", "launcher.container_image"))
-        if mounts:
-            parts.append(word(f"--container-mounts={','.join(mounts)}", "launcher.container_mounts"))
-        parts.append(word(f"--container-workdir={workdir}", "The working directory"))
-    return " ".join(parts)
+    check_single_line("The working directory", workdir)
+    check_single_line("launcher.container_image", cluster.container_image or "")
+    for mount in mounts:
+        check_single_line("launcher.container_mounts", mount)
+    return sbatch.srun_command(options, sbatch.container_args(cluster.container_image, mounts, workdir))
 
 
 def container_mounts(cluster: Cluster, paths: Sequence[str | None]) -> list[str]:

@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict
 
 from nemotron.artifacts import ModelArtifact, PretrainBlendsArtifact, SFTDataArtifact
 from nemotron.backends import _cluster
+from nemotron.cluster import sbatch
 from nemotron.errors import NemotronError
 from nemotron.job import artifact_name, load_input, output_dir, stage_params
 
@@ -566,7 +567,7 @@ def node_command(
 ) -> str:
     """What each node runs: torchrun over the node's GPUs, rendezvous at the first node. Values are quoted
     words; the $VARIABLES expand on the node."""
-    word = _cluster.word
+    word = sbatch.word
     served = ""
     if hf:
         served = f" --hf-repo {word(hf.repo, 'The model repo')} --hf-config {word(hf.config_dir, 'The HF config')}"
@@ -597,7 +598,7 @@ def submission_script(
         'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         f"export MASTER_PORT={MASTER_PORT}",
         "",
-        f"{srun} {_cluster.bash_c(node_command(cluster, recipe, mode, config_path, hf))}",
+        f"{srun} {sbatch.bash_c(node_command(cluster, recipe, mode, config_path, hf))}",
     ]
     return "\n".join(lines) + "\n"
 

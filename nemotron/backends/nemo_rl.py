@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nemotron.artifacts import ModelArtifact, SplitJsonlDataArtifact
 from nemotron.backends import _cluster
+from nemotron.cluster import sbatch
 from nemotron.errors import NemotronError
 from nemotron.job import artifact_name, load_input, output_dir, stage_params
 
@@ -503,8 +504,8 @@ def wait_for_nodes_command(cluster: _cluster.Cluster) -> str:
 
 def grpo_command(cluster: _cluster.Cluster, rl: Mapping[str, Any], config_path: Path) -> str:
     """NeMo-RL's GRPO entry point, run from its checkout on the Ray head's node."""
-    nemo_rl_dir = _cluster.word(rl.get("nemo_rl_dir", "/opt/nemo-rl"), "model.rl.nemo_rl_dir")
-    python, config = _cluster.word(cluster.python, "launcher.python"), _cluster.word(config_path, "The run directory")
+    nemo_rl_dir = sbatch.word(rl.get("nemo_rl_dir", "/opt/nemo-rl"), "model.rl.nemo_rl_dir")
+    python, config = sbatch.word(cluster.python, "launcher.python"), sbatch.word(config_path, "The run directory")
     return f"cd {nemo_rl_dir} && {python} {ENTRY_POINT} --config {config}"
 
 
@@ -529,18 +530,18 @@ def submission_script(
         *RESOLVE_HEAD,
         "",
         "# Ray head on the first node",
-        f"{step('--nodes=1', '--ntasks=1', HEAD)} {_cluster.bash_c(ray_head + ' --block')} &",
+        f"{step('--nodes=1', '--ntasks=1', HEAD)} {sbatch.bash_c(ray_head + ' --block')} &",
         "sleep 10",
     ]
     if cluster.nodes > 1:
         options = (f"--nodes={cluster.nodes - 1}", "--ntasks-per-node=1", '"--exclude=$HEAD_NODE"')
-        worker = _cluster.bash_c(ray_worker_command(cluster))
+        worker = sbatch.bash_c(ray_worker_command(cluster))
         lines += ["# Ray workers on the other nodes", f"{step(*options)} {worker} &"]
     driver = f"{wait_for_nodes_command(cluster)}; {grpo_command(cluster, rl, config_path)}"
     lines += [
         "",
         "# The GRPO driver on the head's node; when it ends the batch script ends and Slurm stops Ray",
-        f"{step('--overlap', '--nodes=1', '--ntasks=1', HEAD)} {_cluster.bash_c(driver)}",
+        f"{step('--overlap', '--nodes=1', '--ntasks=1', HEAD)} {sbatch.bash_c(driver)}",
     ]
     return "\n".join(lines) + "\n"
 

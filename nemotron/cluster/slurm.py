@@ -1,4 +1,5 @@
-"""From launcher settings to Slurm jobs: the submitit executor, its sbatch script, and what the user is told.
+"""From launcher settings to Slurm jobs: the submitit executor, its sbatch script (written by the one generator,
+`nemotron.cluster.sbatch`), and what the user is told.
 
 Used by `hydra_plugins.nemotron_launcher.launcher.NemotronSlurmLauncher` on the submitting host. The launcher
 settings are the resolved `hydra.launcher` node (see `hydra_plugins/nemotron_launcher/config.py`).
@@ -17,6 +18,7 @@ from typing import Any
 import submitit
 from submitit.core.utils import FailedJobError, UncompletedJobError
 
+from nemotron.cluster import sbatch
 from nemotron.cluster.checks import ClusterError, check_script_values, check_single_line
 
 # Launcher settings that are not sbatch/srun parameters (handled here or by the launcher).
@@ -52,8 +54,8 @@ def executor_parameters(params: Mapping[str, Any], *, auto_mounts: Sequence[str]
 
     Adds what hydra-submitit-launcher 1.2.0 cannot express: `env` as `export` lines before the user's setup
     lines, and the pyxis flags (`--container-image`, `--container-mounts`, `--container-workdir`) first on
-    the srun line, followed by the user's `srun_args`. submitit quotes each `#SBATCH` value and srun argument;
-    values that quoting cannot keep on their line (a newline) are refused here.
+    the srun line, followed by the user's `srun_args`. The script quotes each `#SBATCH` value and srun argument;
+    values that quoting cannot keep on their line (a newline) are refused here, before anything is written.
     """
     check_script_values(params)
     check_single_line("The working directory", workdir)
@@ -62,16 +64,11 @@ def executor_parameters(params: Mapping[str, Any], *, auto_mounts: Sequence[str]
     out = {key: value for key, value in params.items() if key not in _NOT_SUBMITIT and value is not None}
     if not params.get("wait", True) and params.get("batch_partition"):
         out["partition"] = params["batch_partition"]
-    setup = [f"export {name}={shlex.quote(str(value))}" for name, value in (params.get("env") or {}).items()]
+    setup = sbatch.export_lines(params.get("env") or {})
     setup += list(params.get("setup") or [])
     out["setup"] = setup or None
-    srun_args = []
-    if params.get("container_image"):
-        srun_args.append(f"--container-image={params['container_image']}")
-        mounts = _unique([*(params.get("container_mounts") or []), *auto_mounts])
-        if mounts:
-            srun_args.append(f"--container-mounts={','.join(mounts)}")
-        srun_args.append(f"--container-workdir={workdir}")
+    mounts = _unique([*(params.get("container_mounts") or []), *auto_mounts])
+    srun_args = sbatch.container_args(params.get("container_image"), mounts, workdir)
     srun_args += list(params.get("srun_args") or [])
     out["srun_args"] = srun_args or None
     if not out.get("additional_parameters"):
@@ -92,8 +89,16 @@ def container_auto_mounts(paths: Sequence[str | None], user_mounts: Sequence[str
     return mounts
 
 
-class ScriptOnlyExecutor(submitit.SlurmExecutor):
-    """submitit's SlurmExecutor, creatable where Slurm is not installed: dry runs only render its script."""
+class NemotronSlurmExecutor(submitit.SlurmExecutor):
+    """submitit's SlurmExecutor (it submits, watches and requeues), with its batch script written by
+    nemotron's one generator instead of submitit's own."""
+
+    def _make_submission_file_text(self, command: str, uid: str) -> str:
+        return sbatch.submitit_script(command, self.folder, self.parameters)
+
+
+class ScriptOnlyExecutor(NemotronSlurmExecutor):
+    """The executor, creatable where Slurm is not installed: dry runs only render its script."""
 
     @classmethod
     def affinity(cls) -> int:
@@ -105,7 +110,7 @@ def make_executor(params: Mapping[str, Any], folder: str, parameters: Mapping[st
     its `python` into the srun line as shell text)."""
     check_single_line("launcher.submitit_folder", folder)
     python = params.get("python")
-    executor_class = ScriptOnlyExecutor if render_only else submitit.SlurmExecutor
+    executor_class = ScriptOnlyExecutor if render_only else NemotronSlurmExecutor
     executor = executor_class(
         folder=folder,
         max_num_timeout=int(params.get("max_num_timeout") or 0),
@@ -126,13 +131,11 @@ def submit(executor: submitit.SlurmExecutor, function: Any, job_params: Sequence
 
 
 def render_script(executor: submitit.SlurmExecutor, num_jobs: int) -> str:
-    """The sbatch script submitit writes for `num_jobs` jobs (a job array when more than one)."""
-    from submitit.slurm.slurm import _make_sbatch_string
-
+    """The sbatch script the executor writes for `num_jobs` jobs (a job array when more than one)."""
     parameters = dict(executor.parameters)
     if num_jobs > 1:
         parameters["map_count"] = num_jobs
-    return _make_sbatch_string(command=executor._submitit_command_str, folder=executor.folder, **parameters)
+    return sbatch.submitit_script(executor._submitit_command_str, executor.folder, parameters)
 
 
 def wait_for(jobs: Sequence[submitit.Job], planned: Sequence[PlannedJob]) -> list[Any]:

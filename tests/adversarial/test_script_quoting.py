@@ -1,7 +1,8 @@
 """Adversarial: launcher values never run as shell code in a generated sbatch script.
 
-Both generators are exercised: submitit's (launcher=slurm, through nemotron.cluster.slurm as the launcher calls
-it) and the backends' own (model=nano3: Megatron-Bridge and NeMo-RL, nemotron.backends). Values are generated
+Both kinds of script of the one generator (nemotron.cluster.sbatch) are exercised: the launcher's submitit job
+(launcher=slurm, through nemotron.cluster.slurm as the launcher calls it) and the backends' (model=nano3:
+Megatron-Bridge and NeMo-RL, nemotron.backends). Values are generated
 with Hypothesis from fragments that try to break out of quoting (newlines, quotes, `$(...)`, backticks, `;`,
 `&&`, `|`, `#`, spaces) plus arbitrary text. Each generated script is either refused with a one-paragraph
 ClusterError, or
@@ -140,7 +141,7 @@ def refused(error: ClusterError) -> None:
     assert "launcher." in message or "directory" in message or "The " in message, message
 
 
-# -- submitit's generator (launcher=slurm) -------------------------------------------------------------------
+# -- the launcher's script (launcher=slurm) -------------------------------------------------------------------
 
 
 def submitit_script(values: dict[str, str], workdir: Path, folder: Path) -> str:
@@ -208,7 +209,7 @@ def test_submitit_script_keeps_values_whole(sandbox):
     assert f"--container-workdir={workdir}" in log
 
 
-# -- the backends' generator (model=nano3) --------------------------------------------------------------------
+# -- the backends' scripts (model=nano3) -----------------------------------------------------------------------
 
 
 def backend_scripts(values: dict[str, str], workdir: Path, out: Path) -> list[str]:
