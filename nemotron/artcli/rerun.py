@@ -193,8 +193,7 @@ def promise(plan: RerunPlan) -> str:
     """What the rerun promises for this stage (and then checks)."""
     config = plan.original.run.config if plan.original.run else {}
     if plan.stage in DATA_STAGES:
-        return ("promised: byte-identical files (equal digests); blend.json differs only by naming the new output "
-                "directory")  # fmt: skip
+        return "promised: byte-identical files (equal digests)"
     if plan.stage in TRAINING_STAGES:
         backend = (config.get("model") or {}).get("backend", "torch")
         device = str((config.get("stage") or {}).get("device") or config.get("device") or "cpu")
@@ -236,8 +235,6 @@ def _verdict(plan: RerunPlan, old: Manifest, new: Manifest) -> tuple[str, bool]:
     files = diff_manifests(old, new, store=None)["files"]
     changed = files["changed"] + files["only_in_a"] + files["only_in_b"]
     text = f"{files['same']} files identical"
-    if files["relocated"]:
-        text += f", {len(files['relocated'])} differ only by naming their output directory"
     if changed:
         text += f", {len(changed)} DIFFER ({', '.join(changed[:5])})"
     ok = not changed or plan.stage not in DATA_STAGES

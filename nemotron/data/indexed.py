@@ -59,11 +59,11 @@ def idx_path(prefix: str | Path) -> Path:
 def locate_prefix(prefix: str | Path, base: Path) -> Path:
     """Where the shard that a `blend.json` prefix names lies now; `base` is the blend file's directory.
 
-    Our blend.json holds absolute prefixes (Megatron reads them verbatim), which still name the old place when
-    the data moves (an exported closure imported on another machine). So a prefix outside `base` is looked for
-    inside it by its trailing path components, longest first: moved data reads its own copy. A relative
-    prefix is relative to `base`; one found nowhere is kept as written (an imported blend may name shards
-    anywhere).
+    A relative prefix (what our blend.json holds) is relative to `base`. An absolute one (a blend written by
+    Megatron-LM's tools, or by our versions before 2026-12) still names the old place when the data moves (an
+    exported closure imported on another machine), so a prefix outside `base` is looked for inside it by its
+    trailing path components, longest first: moved data reads its own copy. One found nowhere is kept as written
+    (an imported blend may name shards anywhere).
     """
     path = Path(prefix)
     if not path.is_absolute():

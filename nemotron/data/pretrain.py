@@ -411,15 +411,17 @@ def _receipt(result: _Encoded, summary: Any, plan: DataPlan, data_dir: Path) -> 
 
 
 def blend_per_split(blend: BlendConfig, receipts: list[ShardReceipt], data_dir: Path) -> dict[str, list[str] | None]:
-    """Megatron's `per_split_data_args_path` content: `{"train": ["w", "/abs/prefix", ...], ...}`.
+    """Megatron's `per_split_data_args_path` content: `{"train": ["w", "shards/web/train/shard_000000", ...], ...}`.
 
     All three keys are present; a split without data is `null` (never `[]`); weights are strings; prefixes
-    are absolute, without suffix, and exist. Shards without any sequence are left out.
+    are relative to the blend file's directory, without suffix, and exist. Shards without any sequence are left
+    out.
 
-    Absolute, not relative to the file: Megatron-LM (`get_blend_and_blend_per_split`) and Megatron-Bridge
-    (`get_blend_fields_from_data_paths`) pass the prefixes of `--per-split-data-args-path` verbatim to
-    `IndexedDataset`, so a relative prefix would be read relative to the training job's working directory.
-    Readers find moved shards in the data's new place with `indexed.locate_prefix`.
+    Relative, so the data is the same bytes wherever it lies: a rerun into another directory gives equal digests,
+    and an exported or moved copy names its own shards. Megatron-LM and Megatron-Bridge hand the prefixes of
+    `--per-split-data-args-path` verbatim to `IndexedDataset` (relative to the working directory), so our
+    readers (the embedded trainer's `blend_split`, the Megatron-Bridge config) resolve each prefix against the
+    file with `indexed.locate_prefix` and hand Megatron absolute paths.
     """
     weights = {s.name: s.weight for s in blend.sources}
     result: dict[str, list[str] | None] = {}
@@ -430,10 +432,10 @@ def blend_per_split(blend: BlendConfig, receipts: list[ShardReceipt], data_dir: 
             per_source[r.source] = per_source.get(r.source, 0) + r.tokens
         entries: list[str] = []
         for r in sorted(shards, key=lambda r: (r.source, r.index)):
-            prefix = (data_dir / r.prefix).absolute()
+            prefix = data_dir / r.prefix
             if not (bin_path(prefix).is_file() and idx_path(prefix).is_file()):
                 raise RuntimeError(f"blend.json would name a shard that does not exist: {prefix}")
-            entries += [format(weights[r.source] * r.tokens / per_source[r.source], ".12g"), str(prefix)]
+            entries += [format(weights[r.source] * r.tokens / per_source[r.source], ".12g"), Path(r.prefix).as_posix()]
         result[split] = entries or None
     return result
 

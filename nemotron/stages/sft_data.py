@@ -15,7 +15,7 @@ Output (`{output dir}/data`, formats.md 5.5), committed as `sft-data{suffix}` (`
 
     runs/<run_hash>/datasets/<source>/<plan_hash>/shard_NNNNNN.parquet     the packed rows
     splits/{train,valid,test}/{pos:06d}__<source>__shard_NNNNNN.parquet    relative links to them
-    blend.json      {"train": ["weight", "<abs>/splits/train/000000__src__shard_000000", ...], "valid": ..., ...}
+    blend.json      {"train": ["weight", "splits/train/000000__src__shard_000000", ...], "valid": ..., ...}
     metadata.json   pack_size, algorithm, per-split rows / sequences / tokens / truncated / dropped / efficiency
     {pack_size}_metadata.jsonl   Megatron-Bridge's packing metadata [train, valid] (for pad_cu_seqlens=True)
 
@@ -253,7 +253,7 @@ def _write_blend(blend: BlendConfig, shards: list[dict[str, Any]], data_dir: Pat
         entries: list[str] = []
         for s in chosen:
             share = weights[s["source"]] * s["tokens"] / max(per_source[s["source"]], 1)
-            entries += [format(share, ".12g"), str(s["link"])[: -len(".parquet")]]
+            entries += [format(share, ".12g"), s["link"].relative_to(data_dir).as_posix()[: -len(".parquet")]]
         content[split] = entries or None
     (data_dir / "blend.json").write_text(json.dumps(content, indent=2) + "\n")
     return content

@@ -72,10 +72,6 @@ def _split_expected(result: dict[str, Any], a: Manifest, b: Manifest, store: Any
                 or _reproduced_input(section, key, old, new, store)
             ):
                 expected[f"{section}.{key}"] = result[section].pop(key)
-    files = result["files"]
-    moved = [path for path in files["changed"] if reproduce.relocated_file(path, a, b)]
-    files["changed"] = [path for path in files["changed"] if path not in moved]
-    files["relocated"] = moved
     return expected
 
 

@@ -5,9 +5,9 @@ throughput), where (host, user, working and output directories) and which run (H
 producer). Anything else that differs (config, inputs, code version, typed fields, file contents) is a real
 difference. Two things look different without being so:
 
-- paths inside the job's own output directory (`blend.json` names its shards by absolute path, because
-  Megatron reads the prefixes verbatim; `metadata.history` names the metrics file): equal once the old output
-  directory is replaced by the new one ("relocated");
+- paths inside the job's own output directory (`metadata.history` names the metrics file): equal once the old
+  output directory is replaced by the new one ("relocated"). Files never name it: `blend.json`'s prefixes are
+  relative to the file, so a data stage's rerun gives byte-identical files;
 - the job's own other outputs (`pretrain_data` commits a tokenizer, then data naming it): the new data names the
   new tokenizer, which reproduces the old one.
 """
@@ -26,7 +26,6 @@ from nemotron.store.records import Manifest
 # Fields that measure time or speed: they differ between any two runs.
 _TIMING = re.compile(r"(^|\.)(created_at|committed_at|elapsed_sec|\w*_seconds|\w*_sec|\w*_per_s)$")
 _RUN_IDS = ("host", "user", "cwd", "output_dir", "hydra_job_id", "slurm_job_id")
-_RELOCATABLE_MAX_BYTES = 4 << 20
 # Loss history: on CPU in one process torch gives the same floats run after run (checked by the tests); this is
 # the tolerance promised elsewhere (GPU kernels, several processes), relative.
 LOSS_RTOL = 1e-5
@@ -48,17 +47,6 @@ def relocated(value_a: Any, value_b: Any, a: Manifest, b: Manifest) -> bool:
         return False
     old, new = output_dir_of(a), output_dir_of(b)
     return bool(old and new and old in value_a and value_a.replace(old, new) == value_b)
-
-
-def relocated_file(relative: str, a: Manifest, b: Manifest) -> bool:
-    """A file whose two copies differ only by naming their own output directory (blend.json's prefixes)."""
-    try:
-        old, new = Path(a.path) / relative, Path(b.path) / relative
-        if old.stat().st_size > _RELOCATABLE_MAX_BYTES or new.stat().st_size > _RELOCATABLE_MAX_BYTES:
-            return False
-        return relocated(old.read_text(), new.read_text(), a, b)
-    except (OSError, UnicodeDecodeError):
-        return False
 
 
 def reproduced_by(store: ManifestStore | None, ref_a: str, ref_b: str) -> bool:

@@ -82,7 +82,7 @@ def test_diff_of_two_sweep_points_shows_exactly_the_swept_key(tmp_path):
     assert result["config"] == {"stage.metadata.lr": {"a": 1e-4, "b": 3e-4}}
     assert result["fields"] == {"metadata.lr": {"a": 1e-4, "b": 3e-4}}
     assert result["inputs"] == {} and result["code"] == {} and result["artifact"] == {}
-    assert result["files"] == {"changed": [], "only_in_a": [], "only_in_b": [], "same": 2, "relocated": []}
+    assert result["files"] == {"changed": [], "only_in_a": [], "only_in_b": [], "same": 2}
 
     text = ok(nemotron_art("diff", "point:v1", "point:latest", cwd=tmp_path, env=env)).stdout
     assert "stage.metadata.lr" in text and "0.0001" in text and "0.0003" in text

@@ -1,10 +1,10 @@
-"""blend.json prefixes: absolute (Megatron reads them verbatim), found in the data's new place when it moves.
+"""blend.json prefixes: relative to the blend file, so the data is the same bytes wherever it lies.
 
 Megatron-LM's `--per-split-data-args-path` and Megatron-Bridge's `get_blend_fields_from_data_paths` hand the
-prefixes to `IndexedDataset` as they are, so a relative prefix would resolve against the training job's
-working directory; the pretrain_data stage therefore writes absolute prefixes. Readers (the embedded
-trainer's `blend_split`, the Megatron-Bridge config) locate each prefix with `locate_prefix`: data that was
-copied elsewhere reads its own copy, and a relative prefix is relative to the blend file.
+prefixes to `IndexedDataset` as they are (relative to the training job's working directory), so readers (the
+embedded trainer's `blend_split`, the Megatron-Bridge config) resolve each prefix with `locate_prefix`: a
+relative prefix against the blend file, an absolute one (Megatron-LM's tools, older versions) found in the
+data's own copy when the data moved.
 """
 
 from __future__ import annotations
@@ -40,13 +40,29 @@ def _prefixes(blend_file: Path) -> list[str]:
     return [p for entries in content.values() if entries for p in entries[1::2]]
 
 
-def test_prefixes_are_absolute_and_exist(tmp_path, bpe_dir, monkeypatch):
+def test_prefixes_are_relative_to_the_file_and_exist(tmp_path, bpe_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data_dir = _prepare(Path("."), bpe_dir)  # even for a relative data directory
     prefixes = _prefixes(data_dir / BLEND_FILE)
     assert len(prefixes) >= 4
     for prefix in prefixes:
-        assert Path(prefix).is_absolute() and Path(f"{prefix}.bin").is_file() and Path(f"{prefix}.idx").is_file()
+        assert not Path(prefix).is_absolute() and ".." not in Path(prefix).parts
+        located = locate_prefix(prefix, data_dir)
+        assert Path(f"{located}.bin").is_file() and Path(f"{located}.idx").is_file()
+
+
+def test_moved_data_with_absolute_prefixes_reads_its_own_copy(tmp_path, bpe_dir):
+    """A blend written with absolute prefixes (Megatron-LM's tools) still reads its own copy once moved."""
+    data_dir = _prepare(tmp_path, bpe_dir)
+    blend_file = data_dir / BLEND_FILE
+    content = json.loads(blend_file.read_text())
+    absolute = {k: v and [str(data_dir / x) if i % 2 else x for i, x in enumerate(v)] for k, v in content.items()}
+    blend_file.write_text(json.dumps(absolute))
+    moved = tmp_path / "elsewhere" / "data"
+    shutil.copytree(data_dir, moved)
+    for split in ("train", "valid"):  # the old place still exists, but the moved blend reads the copy
+        located = blend_split(moved, BLEND_FILE, split)
+        assert located and all(prefix.is_relative_to(moved) for _, prefix in located)
 
 
 def test_moved_data_reads_its_own_copy(tmp_path, bpe_dir):

@@ -88,8 +88,9 @@ def test_tiny_run_writes_megatron_shards_and_a_per_split_blend(tiny_run):
         weights, prefixes = entries[0::2], entries[1::2]
         assert all(isinstance(w, str) for w in weights)
         assert sum(float(w) for w in weights) == pytest.approx(1.0)  # one source: its weight, shared by tokens
-        readers = [IndexedDatasetReader(prefix) for prefix in prefixes]
-        assert all(Path(p).is_absolute() for p in prefixes) and {str(r.dtype) for r in readers} == {"uint16"}
+        assert not any(Path(p).is_absolute() for p in prefixes)  # relative to blend.json: relocatable bytes
+        readers = [IndexedDatasetReader(data_dir / prefix) for prefix in prefixes]
+        assert {str(r.dtype) for r in readers} == {"uint16"}
         totals[split] = (sum(r.num_tokens for r in readers), sum(len(r) for r in readers))
         first = readers[0].document(0).tolist()
         assert first[-1] == tokenizer.eos_token_id and "=" in tokenizer.decode(first[:-1])
@@ -99,8 +100,9 @@ def test_tiny_run_writes_megatron_shards_and_a_per_split_blend(tiny_run):
     assert fields["total_sequences"] == 3000 and fields["metadata"]["documents"] == 3000
 
 
-def test_megatron_builds_gpt_datasets_from_the_blend(tiny_run):
-    """blend.json as Megatron reads --per-split-data-args-path, into BlendedMegatronDatasetBuilder + GPTDataset."""
+def test_megatron_builds_gpt_datasets_from_the_blend(tiny_run, monkeypatch):
+    """blend.json as Megatron reads --per-split-data-args-path (prefixes relative to the working directory: run
+    from the data directory, as the README says), into BlendedMegatronDatasetBuilder + GPTDataset."""
     try:
         from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
         from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
@@ -112,6 +114,7 @@ def test_megatron_builds_gpt_datasets_from_the_blend(tiny_run):
     data = _manifest(cwd / "store", "pretrain-data-tiny")["metadata"]
     tokenizer_dir = _manifest(cwd / "store", "tokenizer-tiny")["path"]
     blend = json.loads((Path(data["path"]) / "blend.json").read_text())
+    monkeypatch.chdir(data["path"])
     config = GPTDatasetConfig(
         random_seed=1,
         sequence_length=64,
@@ -180,7 +183,7 @@ def test_local_jsonl_and_parquet_files_with_a_local_tokenizer(tmp_path, bpe_dir)
     for entries in blend.values():
         shares: dict[str, float] = {}
         for weight, prefix in zip(entries[0::2], entries[1::2], strict=True):
-            source = Path(prefix).relative_to(Path(data["path"]) / "shards").parts[0]
+            source = Path(prefix).relative_to("shards").parts[0]  # relative to blend.json
             shares[source] = shares.get(source, 0) + float(weight)
         assert shares == pytest.approx({"web": 0.7, "books": 0.3})
 
@@ -318,8 +321,8 @@ def test_blend_json_shape_weights_and_null_splits(tmp_path):
         receipts.append(ShardReceipt(**fields))
     result = blend_per_split(blend, receipts, tmp_path)
     assert result == {
-        "train": ["2.25", f"{tmp_path}/shards/a/train/shard_000000", "0.75", f"{tmp_path}/shards/a/train/shard_000001",
-                  "1", f"{tmp_path}/shards/b/train/shard_000000"],
+        "train": ["2.25", "shards/a/train/shard_000000", "0.75", "shards/a/train/shard_000001",
+                  "1", "shards/b/train/shard_000000"],
         "valid": None,  # never [] (Megatron cannot unpack it)
-        "test": ["3", f"{tmp_path}/shards/a/test/shard_000000"],
+        "test": ["3", "shards/a/test/shard_000000"],
     }  # fmt: skip
