@@ -18,6 +18,7 @@ from typing import Any, Literal
 from nemotron.errors import NemotronError
 
 RowFormat = Literal["math", "input_output"]
+KIND_FIELD = "kind"  # an optional label of the problem's kind (data=tiny: fact | two_step), kept as is
 KEYS: dict[str, tuple[str, str]] = {"math": ("problem", "expected_answer"), "input_output": ("input", "output")}
 
 
@@ -40,7 +41,10 @@ def rl_row(row: Any, location: str, problem_field: str, answer_field: str, row_f
     if not values[0].strip():
         raise NemotronError(f"The problem at {location} is empty.")
     input_key, output_key = KEYS[row_format]
-    return {input_key: values[0], output_key: values[1]}
+    out = {input_key: values[0], output_key: values[1]}
+    if isinstance(row.get(KIND_FIELD), str):  # evaluation reports each kind of problem on its own
+        out[KIND_FIELD] = row[KIND_FIELD]
+    return out
 
 
 class JsonlWriter:

@@ -1,15 +1,29 @@
 """A deterministic synthetic corpus a tiny model can learn on a CPU in minutes: small-number arithmetic.
 
-One task family feeds every stage, so each stage builds on what the previous one taught:
+One task family feeds every stage, and each stage has its own job in it:
 
-    pretraining text   "12 + 7 = 19" facts and short word problems with their answers
-    SFT conversations  {"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}
-    RL problems        {"problem": ..., "expected_answer": "19"}   (NeMo-RL's math format)
+    pretraining text   knowledge: facts "12 + 7 = 19", and one-step word problems worked in plain text
+    SFT conversations  the format and the habit of answering: {"messages": [user, assistant]} chats, almost all
+                       one-step questions; two-step questions only thinly (their own source, a small weight)
+    RL problems        {"problem", "expected_answer"} (NeMo-RL's math format): two-step problems
+                       ("Ana has 12 coins, gets 7 more, then gives away 5 ..."), which only the reward teaches well
 
-A problem is an operation on two operands (`a + b`, `a - b` with a >= b, `a * b`). About 10% of all
-problems are **held out** by a stable hash of the problem itself: `split="train"` never produces them and
-`split="heldout"` produces only them, whatever the seed, so evaluating on held-out problems measures
-generalisation, not recall. Every generator is a pure function of (number of rows, seed, split).
+An assistant answer works the problem out, one fact per step, and ends with "The answer is N.":
+
+    12 + 7 = 19. 19 - 5 = 14. The answer is 14.
+
+A fact is `a + b` or `a - b` with a <= 40, b <= 20 (and a >= b for `-`): 1,512 facts, few enough for a tiny
+model to learn them all. Two kinds of problems are **held out** by a stable hash, whatever the seed:
+
+- held-out *facts* (10%): no training row of any stage holds them, not even as a step of a two-step problem.
+  Answering them needs arithmetic the model never saw: the hard generalisation.
+- held-out *two-step problems* (10% of the combinations of two training facts): no training row holds the
+  problem (its expression `12 + 7 - 5`, its question, or its worked answer), but each of its steps is a known
+  fact. Answering them needs the stages' skills on a new problem: what SFT and RL are meant to improve.
+
+`split="train"` never produces a held-out problem and `split="heldout"` produces only them. RL rows carry a
+`kind` (`fact` or `two_step`) so evaluation reports each held-out set on its own. Every generator is a pure
+function of (number of rows, seed, split).
 """
 
 from __future__ import annotations
@@ -21,23 +35,28 @@ from dataclasses import dataclass
 from typing import Literal
 
 Split = Literal["train", "heldout"]
-Task = Literal["pretrain", "sft", "rl"]
+Task = Literal["pretrain", "sft", "rl", "sft_two_step", "rl_two_step"]
 
-MAX_OPERAND = {"+": 99, "-": 99, "*": 12}
+MAX_FIRST = 40  # the largest first operand of a fact (a two-step problem's middle result stays below it)
+MAX_SECOND = 20  # the largest second operand
+MAX_START = 20  # the largest first operand of a two-step problem
 HELDOUT_PERCENT = 10
 
 _NAMES = ("Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo", "Kofi", "Lena")
 _THINGS = ("apples", "books", "coins", "stickers", "marbles", "cards", "pencils", "shells")
-_WORD_TEMPLATES = {
-    "+": "{name} has {a} {things} and gets {b} more. How many {things} does {name} have now?",
-    "-": "{name} has {a} {things} and gives away {b}. How many {things} does {name} have left?",
-    "*": "{name} has {a} boxes with {b} {things} in each box. How many {things} does {name} have in total?",
-}
+_FIRST = {"+": "{name} has {a} {things} and gets {b} more", "-": "{name} has {a} {things} and gives away {b}"}
+_THEN = {"+": "then gets {c} more", "-": "then gives away {c}"}
+_ASK = " How many {things} does {name} have now?"
+
+
+def _stable_percent(text: str) -> int:
+    """Stable across runs, seeds and Python versions (unlike `hash()`)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") % 100
 
 
 @dataclass(frozen=True)
-class Problem:
-    """One arithmetic problem, `a op b`."""
+class Fact:
+    """`a op b`, one step of arithmetic."""
 
     a: int
     op: str
@@ -45,86 +64,149 @@ class Problem:
 
     @property
     def answer(self) -> int:
-        return {"+": self.a + self.b, "-": self.a - self.b, "*": self.a * self.b}[self.op]
+        return self.a + self.b if self.op == "+" else self.a - self.b
 
     @property
     def expression(self) -> str:
         return f"{self.a} {self.op} {self.b}"
 
     @property
-    def fact(self) -> str:
+    def text(self) -> str:
         return f"{self.expression} = {self.answer}"
 
     @property
+    def valid(self) -> bool:
+        return 0 <= self.a <= MAX_FIRST and 0 <= self.b <= MAX_SECOND and self.answer >= 0
+
+    @property
     def is_heldout(self) -> bool:
-        """Stable across runs, seeds and Python versions (unlike `hash()`)."""
-        digest = hashlib.blake2b(self.expression.encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "little") % 100 < HELDOUT_PERCENT
-
-    def word_problem(self, rng: random.Random) -> str:
-        name, things = rng.choice(_NAMES), rng.choice(_THINGS)
-        return _WORD_TEMPLATES[self.op].format(name=name, things=things, a=self.a, b=self.b)
+        return _stable_percent(self.expression) < HELDOUT_PERCENT
 
 
-def problems(seed: int, split: Split = "train") -> Iterator[Problem]:
-    """An endless stream of random problems of one split."""
+@dataclass(frozen=True)
+class Problem:
+    """A problem of one or two steps: `a op b`, or `(a op b) op2 c` worked left to right."""
+
+    steps: tuple[Fact, ...]
+
+    @property
+    def answer(self) -> int:
+        return self.steps[-1].answer
+
+    @property
+    def kind(self) -> str:
+        return "fact" if len(self.steps) == 1 else "two_step"
+
+    @property
+    def expression(self) -> str:
+        return " ".join([self.steps[0].expression, *(f"{s.op} {s.b}" for s in self.steps[1:])])
+
+    @property
+    def worked(self) -> str:
+        """The assistant's answer: each step as a fact, then the final answer."""
+        return " ".join(f"{s.text}." for s in self.steps) + f" The answer is {self.answer}."
+
+    @property
+    def is_heldout(self) -> bool:
+        """One step: a held-out fact. Two steps: a held-out combination of two training facts."""
+        if len(self.steps) == 1:
+            return self.steps[0].is_heldout
+        return _stable_percent(self.expression) < HELDOUT_PERCENT
+
+    def question(self, rng: random.Random) -> str:
+        """Asked bare ("What is 12 + 7 - 5?") or as a word problem, half and half."""
+        if rng.random() < 0.5:
+            return f"What is {self.expression}?"
+        words = {"name": rng.choice(_NAMES), "things": rng.choice(_THINGS)}
+        first, *rest = self.steps
+        text = _FIRST[first.op].format(a=first.a, b=first.b, **words)
+        text += "".join(", " + _THEN[s.op].format(c=s.b) for s in rest)
+        return text + "." + _ASK.format(**words)
+
+
+def _draw(rng: random.Random, steps: int) -> Problem | None:
+    """A random problem of `steps` steps, or None when a step leaves the facts' ranges."""
+    value, facts = rng.randint(0, MAX_FIRST if steps == 1 else MAX_START), []
+    for _ in range(steps):
+        fact = Fact(value, rng.choice("+-"), rng.randint(0 if steps == 1 else 1, MAX_SECOND))
+        if not fact.valid:
+            return None
+        facts.append(fact)
+        value = fact.answer
+    return Problem(tuple(facts))
+
+
+def problems(seed: int, split: Split = "train", steps: int = 1) -> Iterator[Problem]:
+    """An endless stream of random problems of one split and number of steps."""
     if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
-    rng = random.Random(f"problems-{seed}-{split}")
+    rng = random.Random(f"problems-{seed}-{split}-{steps}")
     while True:
-        op = rng.choice("+-*")
-        a, b = rng.randint(0, MAX_OPERAND[op]), rng.randint(0, MAX_OPERAND[op])
-        if op == "-" and a < b:
-            a, b = b, a
-        problem = Problem(a, op, b)
+        problem = _draw(rng, steps)
+        if problem is None or (steps > 1 and any(f.is_heldout for f in problem.steps)):
+            continue  # out of range, or a two-step problem with a held-out fact: they are built of known facts
         if problem.is_heldout == (split == "heldout"):
             yield problem
 
 
 def pretrain_documents(num_rows: int, seed: int = 1234, split: Split = "train") -> Iterator[dict[str, str]]:
-    """`{"text": ...}` documents of 3 to 6 lines: facts, and word problems followed by their answer."""
+    """`{"text": ...}` documents of 4 to 8 lines: facts, and one-step word problems with their worked answer."""
     rng = random.Random(f"pretrain-{seed}-{split}")
     stream = problems(seed, split)
     for _ in range(num_rows):
         lines = []
-        for _ in range(rng.randint(3, 6)):
+        for _ in range(rng.randint(4, 8)):
             problem = next(stream)
-            if rng.random() < 0.7:
-                lines.append(problem.fact)
+            if rng.random() < 0.6:
+                lines.append(problem.steps[0].text)
             else:
-                question = problem.word_problem(rng)
-                lines.append(f"Question: {question}\nAnswer: {problem.fact}. The answer is {problem.answer}.")
+                lines.append(f"Question: {problem.question(rng)}\nAnswer: {problem.worked}")
         yield {"text": "\n".join(lines)}
 
 
-def sft_conversations(num_rows: int, seed: int = 1234, split: Split = "train") -> Iterator[dict[str, list]]:
-    """Two-turn chats: a user asks a problem, the assistant answers with the worked fact."""
-    rng = random.Random(f"sft-{seed}-{split}")
-    stream = problems(seed + 1, split)  # a different draw than the pretraining text, same task family
+def _conversations(num_rows: int, seed: int, split: Split, steps: int) -> Iterator[dict[str, list]]:
+    rng = random.Random(f"sft-{seed}-{split}-{steps}")
+    stream = problems(seed + 1, split, steps)  # a different draw than the pretraining text, same task family
     for _ in range(num_rows):
         problem = next(stream)
-        if rng.random() < 0.5:
-            question, answer = f"What is {problem.expression}?", f"{problem.fact}."
-        else:
-            question = problem.word_problem(rng)
-            answer = f"{problem.fact}. The answer is {problem.answer}."
-        yield {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+        yield {"messages": [{"role": "user", "content": problem.question(rng)},
+                            {"role": "assistant", "content": problem.worked}]}  # fmt: skip
+
+
+def sft_conversations(num_rows: int, seed: int = 1234, split: Split = "train") -> Iterator[dict[str, list]]:
+    """Two-turn chats: a user asks a one-step problem, the assistant works it out and answers."""
+    return _conversations(num_rows, seed, split, 1)
+
+
+def sft_two_step_conversations(num_rows: int, seed: int = 1234, split: Split = "train") -> Iterator[dict[str, list]]:
+    """The same chats for two-step problems (data=tiny gives them a small weight: RL is to teach them)."""
+    return _conversations(num_rows, seed, split, 2)
+
+
+def _rl_rows(num_rows: int, seed: int, split: Split, steps: int) -> Iterator[dict[str, str]]:
+    rng = random.Random(f"rl-{seed}-{split}-{steps}")
+    stream = problems(seed + 2, split, steps)
+    for _ in range(num_rows):
+        problem = next(stream)
+        yield {"problem": problem.question(rng), "expected_answer": str(problem.answer), "kind": problem.kind}
 
 
 def rl_problems(num_rows: int, seed: int = 1234, split: Split = "train") -> Iterator[dict[str, str]]:
-    """`{"problem", "expected_answer"}` rows, as NeMo-RL's math data processor reads them."""
-    rng = random.Random(f"rl-{seed}-{split}")
-    stream = problems(seed + 2, split)
-    for _ in range(num_rows):
-        problem = next(stream)
-        question = f"What is {problem.expression}?" if rng.random() < 0.5 else problem.word_problem(rng)
-        yield {"problem": question, "expected_answer": str(problem.answer)}
+    """One-step `{"problem", "expected_answer", "kind"}` rows, as NeMo-RL's math data processor reads them."""
+    return _rl_rows(num_rows, seed, split, 1)
+
+
+def rl_two_step_problems(num_rows: int, seed: int = 1234, split: Split = "train") -> Iterator[dict[str, str]]:
+    """Two-step problem rows (the RL stage's training problems in data=tiny)."""
+    return _rl_rows(num_rows, seed, split, 2)
 
 
 GENERATORS: dict[str, Callable[[int, int, Split], Iterator[dict]]] = {
     "pretrain": pretrain_documents,
     "sft": sft_conversations,
+    "sft_two_step": sft_two_step_conversations,
     "rl": rl_problems,
+    "rl_two_step": rl_two_step_problems,
 }
 
 

@@ -65,14 +65,15 @@ def run(cfg: DictConfig) -> EvalResultsArtifact:
     accuracy, answers = answer_accuracy(model, tokenizer, problems, max_new_tokens=params.max_new_tokens,
                                         batch_size=params.batch_size, device=device)  # fmt: skip
     (out / "answers.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
-    metrics = {"heldout_problems": {"accuracy": accuracy, "count": float(len(answers))}}
+    metrics = {"heldout_problems": {"accuracy": accuracy, "count": float(len(answers))}, **by_kind(answers)}
     if text is not None:
         check_same_tokenizer(tokenizer, load_data_tokenizer(cfg, text)[0], model_artifact.uri or "", text.uri or "")
         windows = TokenWindows(text.path, text.blend_path, "valid", params.seq_len, params.seed)
         loss, ppl = perplexity(model, windows, batches=params.perplexity_batches, batch_size=params.batch_size,
                                device=device)  # fmt: skip
         metrics["validation_text"] = {"loss": loss, "perplexity": ppl}
-    print(f"{model_artifact.uri}: accuracy {accuracy:.1%} on {len(answers)} {params.split} problems"
+    kinds = "".join(f", {k.removeprefix('heldout_')} {v['accuracy']:.1%}" for k, v in by_kind(answers).items())
+    print(f"{model_artifact.uri}: accuracy {accuracy:.1%} on {len(answers)} {params.split} problems{kinds}"
           + (f", validation perplexity {metrics['validation_text']['perplexity']:.3f}" if text else ""))  # fmt: skip
     name = params.name or f"eval-{model_artifact.name}"
     return EvalResultsArtifact(
@@ -82,6 +83,16 @@ def run(cfg: DictConfig) -> EvalResultsArtifact:
         metrics=metrics,
         metadata={"accuracy": accuracy, "model_stage": model_artifact.stage, "answers": "answers.jsonl"},
     )
+
+
+def by_kind(answers: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """`heldout_<kind>`: the accuracy on each kind of problem, for problems that carry a `kind` (data=tiny: the
+    held-out two-step problems and the unseen facts, reported side by side)."""
+    kinds: dict[str, list[bool]] = {}
+    for answer in answers:
+        if isinstance(answer.get("kind"), str):
+            kinds.setdefault(answer["kind"], []).append(answer["correct"])
+    return {f"heldout_{kind}": {"accuracy": sum(c) / len(c), "count": float(len(c))} for kind, c in kinds.items()}
 
 
 def check_model_fits(model: ModelArtifact, params: EvalParams, device: Any, perplexity: bool) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nemotron.data.synthetic import Problem
+from nemotron.data.synthetic import Fact, Problem
 
 TIMEOUT_S = 120
 
@@ -55,7 +55,7 @@ def test_the_jsonl_loads_with_the_math_processor_field_names(tiny_run):
     total = 0
     for split in ("train", "val", "test"):
         assert Path(fields[split]).is_absolute() and Path(fields[split]).name == f"{split}.jsonl"
-        assert all(set(row) == {"problem", "expected_answer"} for row in _rows(fields[split]))
+        assert all(set(row) == {"problem", "expected_answer", "kind"} for row in _rows(fields[split]))
         messages = _response_dataset_messages(fields[split], "problem", "expected_answer")
         for user, assistant in messages:
             assert user["content"] and isinstance(assistant["content"], str) and assistant["content"].isdigit()
@@ -73,18 +73,26 @@ def test_splits_do_not_overlap_and_heldout_problems_are_in_test(tiny_run):
     assert not set(problems["val"]) & set(problems["test"])
 
     def heldout(problem: str) -> bool:
-        a, op, b = problem.removeprefix("What is ").removesuffix("?").split()
-        return Problem(int(a), op, int(b)).is_heldout
+        numbers = problem.removeprefix("What is ").removesuffix("?").split()
+        a, *rest = numbers
+        steps, value = [], int(a)
+        for op, b in zip(rest[::2], rest[1::2], strict=True):
+            steps.append(Fact(value, op, int(b)))
+            value = steps[-1].answer
+        return Problem(tuple(steps)).is_heldout
 
     plain = {s: [p for p in rows if p.startswith("What is ")] for s, rows in problems.items()}
     assert not any(heldout(p) for p in plain["train"])
     assert plain["val"] and plain["test"]
     assert all(heldout(p) for p in plain["val"] + plain["test"])  # validation and test: unseen problems only
     by_source = {s["source"]: s for s in fields["metadata"]["source_splits"]}
-    assert by_source["arithmetic-heldout"]["train"] == by_source["arithmetic-heldout"]["val"] == 0
-    assert by_source["arithmetic-heldout"]["test"] > 150
-    assert by_source["arithmetic-heldout-val"]["train"] == by_source["arithmetic-heldout-val"]["test"] == 0
-    assert by_source["arithmetic-heldout-val"]["val"] > 100  # fewer than 200: duplicates of test problems dropped
+    for name in ("two-step-heldout", "facts-heldout"):
+        assert by_source[name]["train"] == by_source[name]["val"] == 0
+    assert by_source["two-step-heldout"]["test"] > 250 and by_source["facts-heldout"]["test"] > 120
+    assert by_source["two-step-heldout-val"]["train"] == by_source["two-step-heldout-val"]["test"] == 0
+    assert by_source["two-step-heldout-val"]["val"] > 100  # fewer than 200: duplicates of test problems dropped
+    kinds = {split: {row["kind"] for row in _rows(fields[split])} for split in ("train", "val", "test")}
+    assert kinds == {"train": {"two_step"}, "val": {"two_step"}, "test": {"two_step", "fact"}}
 
 
 def test_input_output_form_and_bad_input(tmp_path):

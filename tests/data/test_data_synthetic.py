@@ -17,30 +17,47 @@ def test_same_seed_same_rows_other_seed_other_rows(task):
     assert first != list(synthetic.generate(task, 50, seed=2))
 
 
-def test_heldout_problems_never_appear_in_training():
-    train = {p.expression for p in itertools.islice(synthetic.problems(1, "train"), 30000)}
-    heldout = {p.expression for p in itertools.islice(synthetic.problems(1, "heldout"), 3000)}
+@pytest.mark.parametrize("steps", [1, 2])
+def test_heldout_problems_never_appear_in_training(steps):
+    train = {p.expression for p in itertools.islice(synthetic.problems(1, "train", steps), 30000)}
+    heldout = {p.expression for p in itertools.islice(synthetic.problems(1, "heldout", steps), 3000)}
     assert train and heldout and not train & heldout
     # and it is the problem, not the seed, that decides: another seed draws from the same sides
-    other = {p.expression for p in itertools.islice(synthetic.problems(99, "train"), 3000)}
+    other = {p.expression for p in itertools.islice(synthetic.problems(99, "train", steps), 3000)}
     assert not other & heldout
+
+
+def test_two_step_problems_are_made_of_training_facts():
+    for split in ("train", "heldout"):
+        for problem in itertools.islice(synthetic.problems(3, split, 2), 2000):
+            assert len(problem.steps) == 2 and not any(f.is_heldout for f in problem.steps)
+            assert problem.steps[1].a == problem.steps[0].answer
 
 
 def test_rows_have_the_shapes_the_stages_read():
     (doc,) = synthetic.generate("pretrain", 1)
     assert set(doc) == {"text"} and doc["text"].count("\n") >= 2
-    (chat,) = synthetic.generate("sft", 1)
-    assert [m["role"] for m in chat["messages"]] == ["user", "assistant"]
-    (rl,) = synthetic.generate("rl", 1, split="heldout")
-    assert set(rl) == {"problem", "expected_answer"} and rl["expected_answer"].lstrip("-").isdigit()
+    for task in ("sft", "sft_two_step"):
+        (chat,) = synthetic.generate(task, 1)
+        assert [m["role"] for m in chat["messages"]] == ["user", "assistant"]
+        assert chat["messages"][1]["content"].endswith(".") and "The answer is" in chat["messages"][1]["content"]
+    for task, kind in (("rl", "fact"), ("rl_two_step", "two_step")):
+        (rl,) = synthetic.generate(task, 1, split="heldout")
+        assert set(rl) == {"problem", "expected_answer", "kind"} and rl["expected_answer"].isdigit()
+        assert rl["kind"] == kind
 
 
-def test_every_fact_is_true():
+def test_every_fact_and_answer_is_true():
     for row in synthetic.generate("pretrain", 300, seed=5):
-        for a, op, b, c in re.findall(r"(\d+) ([-+*]) (\d+) = (\d+)", row["text"]):
+        for a, op, b, c in re.findall(r"(\d+) ([-+]) (\d+) = (\d+)", row["text"]):
             assert eval(f"{a} {op} {b}") == int(c)  # noqa: S307 (digits and one operator)
-    questions = [row for row in synthetic.generate("rl", 300, seed=5) if row["problem"].startswith("What is")]
-    assert questions
-    for row in questions:
-        a, op, b = re.search(r"(\d+) ([-+*]) (\d+)", row["problem"]).groups()
-        assert eval(f"{a} {op} {b}") == int(row["expected_answer"])  # noqa: S307
+    for task in ("rl", "rl_two_step"):
+        questions = [row for row in synthetic.generate(task, 300, seed=5) if row["problem"].startswith("What is")]
+        assert questions
+        for row in questions:
+            expression = re.search(r"What is (.*)\?", row["problem"]).group(1)
+            assert eval(expression) == int(row["expected_answer"])  # noqa: S307
+    for row in synthetic.generate("sft_two_step", 100, seed=5):
+        assistant = row["messages"][1]["content"]
+        first, second = re.findall(r"(\d+) ([-+]) (\d+) = (\d+)", assistant)
+        assert first[3] == second[0] and assistant.endswith(f"The answer is {second[3]}.")
