@@ -84,6 +84,19 @@ def test_stage_config_validates_with_model(stage: str, model: str) -> None:
     assert isinstance(params, model_type)
 
 
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("stage", sorted(MEGATRON))
+def test_the_model_selects_the_function_a_training_stage_runs(stage: str, model: str) -> None:
+    """A model with `backend: megatron` names its backend's function for each training stage (its
+    `stage_targets`); any other model runs the embedded recipe in nemotron/stages. No recipe branches on it."""
+    from hydra.utils import get_method
+
+    target = compose(stage, model).stage._target_
+    table = MEGATRON if compose(stage, model).model.get("backend") == "megatron" else EMBEDDED
+    assert target.rpartition(".")[0] == table[stage][0]
+    assert callable(get_method(target))
+
+
 def _engine_settings() -> set[str]:
     """pretrain_data's keys inherited from the engine's ShardSettings, which `build_shards` callers (bench,
     tests) construct directly: the engine keeps its defaults, and they must agree with the YAML's."""

@@ -160,9 +160,13 @@ def _overrides(recorded: list[str], launcher: str | None) -> tuple[list[str], li
 
 
 def _stage(run) -> str | None:
+    """The stage a run record ran: `nemotron.stages.<stage>.run`, or a backend's function named as the stage it
+    runs for a model (`nemotron.backends.megatron_bridge.pretrain`, see conf/model/nano3.yaml's stage_targets)."""
     target = str((run.config.get("stage") or {}).get("_target_", ""))
     parts = target.split(".")
-    return parts[-2] if len(parts) >= 3 and parts[-1] == "run" else None
+    if len(parts) >= 3 and parts[-1] == "run":
+        return parts[-2]
+    return parts[-1] if len(parts) >= 3 and parts[1] == "backends" else None
 
 
 def _code_differences(run) -> list[str]:

@@ -100,6 +100,16 @@ class Parallelism(BaseModel):
 # -- the stage ------------------------------------------------------------------------------------------------
 
 
+def pretrain(cfg: DictConfig) -> ModelArtifact | None:
+    """`stage=pretrain` of a model whose config names this function (`stage_targets.pretrain`, model=nano3)."""
+    return run(cfg, "pretrain")
+
+
+def sft(cfg: DictConfig) -> ModelArtifact | None:
+    """`stage=sft` of a model whose config names this function (`stage_targets.sft`, model=nano3)."""
+    return run(cfg, "sft")
+
+
 def run(cfg: DictConfig, mode: Mode) -> ModelArtifact | None:
     """Build the Megatron-Bridge config for the pinned input; print it (dry run) or run it on this node."""
     params = stage_params(cfg, MegatronStageParams)

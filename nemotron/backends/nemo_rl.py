@@ -82,6 +82,11 @@ class GRPOStageParams(_cluster.BackendStageParams):
     eval_problems: int | None = None
 
 
+def rl(cfg: DictConfig) -> ModelArtifact | None:
+    """`stage=rl` of a model whose config names this function (`stage_targets.rl`, model=nano3)."""
+    return run(cfg)
+
+
 def run(cfg: DictConfig) -> ModelArtifact | None:
     """Build the GRPO config for the pinned model and data; print it (dry run) or run it in this allocation."""
     params = stage_params(cfg, GRPOStageParams)
@@ -415,7 +420,7 @@ def check_starting_model(job_config: DictConfig) -> None:
     from nemotron.tracking.session import ArtifactSettings, Tracking
 
     stage = job_config.get("stage") or {}
-    if stage.get("_target_") != "nemotron.stages.rl.run" or job_config.model.get("backend") != "megatron":
+    if stage.get("_target_") != "nemotron.backends.nemo_rl.rl":
         return
     if OmegaConf.select(job_config, "stage.dry_run", default=False):
         return  # the stage runs on this host and checks it itself

@@ -8,7 +8,8 @@ The recipe: build the model with the data's tokenizer, draw windows of `seq_len`
 split's shards by blend weight, minimise next-token cross-entropy with AdamW under a warmup + cosine
 schedule, clip gradients, measure the loss on the valid split now and then, checkpoint, and commit the
 final Hugging Face checkpoint as `pretrain-model-tiny` (a ModelArtifact whose lineage reaches the data).
-With `model.backend=megatron` the same stage runs Megatron-Bridge instead (nemotron/backends).
+A model whose config names another function for this stage (`stage_targets.pretrain`: model=nano3 runs
+Megatron-Bridge, nemotron/backends) runs that instead of this recipe.
 """
 
 from __future__ import annotations
@@ -33,10 +34,6 @@ class PretrainParams(LoopParams):
 
 
 def run(cfg: DictConfig) -> ModelArtifact | None:
-    if cfg.model.backend == "megatron":
-        from nemotron.backends import megatron_bridge
-
-        return megatron_bridge.run(cfg, "pretrain")
     import torch
 
     from nemotron.training.batches import TokenWindows

@@ -39,10 +39,6 @@ class RLParams(LoopParams):
 
 
 def run(cfg: DictConfig) -> ModelArtifact | None:
-    if cfg.model.backend == "megatron":
-        from nemotron.backends import nemo_rl
-
-        return nemo_rl.run(cfg)
     import torch
 
     from nemotron.data.tokenizer import load_tokenizer

@@ -33,10 +33,6 @@ class SFTParams(LoopParams):
 
 
 def run(cfg: DictConfig) -> ModelArtifact | None:
-    if cfg.model.backend == "megatron":
-        from nemotron.backends import megatron_bridge
-
-        return megatron_bridge.run(cfg, "sft")
     import torch
 
     from nemotron.data.tokenizer import load_tokenizer
