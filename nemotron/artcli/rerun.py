@@ -22,12 +22,11 @@ from argparse import Namespace
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nemotron.artcli import make_console
+from nemotron.artcli import make_console, reproduce
 from nemotron.errors import ArtifactNotFoundError, NemotronError
 from nemotron.secrets import REDACTED
 from nemotron.store.manifest_store import ManifestStore
 from nemotron.store.records import Manifest
-from nemotron.tracking import reproduce
 
 console = make_console(stderr=True)  # stdout carries the stage's JSON lines only
 _OWN_KEYS = ("artifacts.pins=", "artifacts.reproduces=")
@@ -234,7 +233,7 @@ def _check(store: ManifestStore, plan: RerunPlan, before: dict[str, int]) -> int
 
 
 def _verdict(plan: RerunPlan, old: Manifest, new: Manifest) -> tuple[str, bool]:
-    from nemotron.tracking.diff import diff_manifests
+    from nemotron.artcli.diff import diff_manifests
 
     files = diff_manifests(old, new, store=None)["files"]
     changed = files["changed"] + files["only_in_a"] + files["only_in_b"]

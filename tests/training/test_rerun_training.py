@@ -26,7 +26,7 @@ def _losses(manifest: dict) -> list[tuple[int, str, float]]:
 
 
 def test_a_rerun_of_a_cpu_pretrain_gives_the_same_loss_history(store: Store, tmp_path: Path) -> None:
-    from nemotron.tracking.reproduce import LOSS_RTOL
+    from nemotron.artcli.reproduce import LOSS_RTOL
 
     original = store.make("pretrain", *SMALL_MODEL, *STEPS)
     ref = f"{original['name']}:v{original['version']}"
