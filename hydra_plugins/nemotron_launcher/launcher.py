@@ -53,6 +53,41 @@ class NemotronLocalLauncher(LocalLauncher):
             checks.check_overrides(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
             checks.check_no_secret_values(OmegaConf.to_container(config, resolve=False), "the job's config")
 
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        """`BaseSubmititLauncher.launch` (hydra-submitit-launcher 1.2.0), except its last line: a job of several
+        tasks whose rank 0 failed because another task was killed reports rank 0's error (naming that task),
+        not submitit's traceback about the killed task's missing output."""
+        import submitit
+        from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+        from submitit.core.utils import UncompletedJobError
+
+        from nemotron.cluster.slurm import rank0_failure
+
+        assert self.config is not None
+        params = {k: v for k, v in self.params.items() if k not in ("submitit_folder", "max_num_timeout")}
+        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=self.params["submitit_folder"])
+        base = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(**{k if k in base else f"{self._EXECUTOR}_{k}": v for k, v in params.items()})
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        log.info(f"Submitit '{self._EXECUTOR}' sweep output dir : {sweep_dir}")
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        if "mode" in self.config.hydra.sweep:
+            os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
+        job_params = []
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
+        results = []
+        for job in executor.map_array(self, *zip(*job_params, strict=True)):
+            try:
+                results.append(job.results()[0])
+            except UncompletedJobError:
+                failed = rank0_failure(job)
+                if failed is None:
+                    raise
+                results.append(failed)
+        return results
+
 
 class NemotronSlurmLauncher(BaseSubmititLauncher):
     _EXECUTOR = "slurm"

@@ -158,6 +158,10 @@ def wait_for(jobs: Sequence[submitit.Job], planned: Sequence[PlannedJob]) -> lis
                 "jobs that reach their time limit."
             )
         except UncompletedJobError:
+            failed = rank0_failure(job)
+            if failed is not None:  # rank 0's own error names the rank that stopped: the clearer message
+                results.append(failed)
+                continue
             state = _state(job)
             problems.append(
                 f"Slurm job {job.job_id} ({' '.join(plan.overrides) or 'no overrides'}) {_why(state)} (state "
@@ -171,6 +175,20 @@ def wait_for(jobs: Sequence[submitit.Job], planned: Sequence[PlannedJob]) -> lis
         total = f"{len(problems)} of {len(jobs)} Slurm jobs" if len(jobs) > 1 else "The Slurm job"
         raise ClusterError(f"{total} did not finish. " + " ".join(problems))
     return results
+
+
+def rank0_failure(job: submitit.Job) -> Any:
+    """Rank 0's failed Hydra JobReturn in a job of several tasks where another task left no result (it was
+    killed): rank 0 noticed and failed with a message naming that rank. None when there is no such result."""
+    from hydra.core.utils import JobStatus
+
+    if job.num_tasks < 2:
+        return None
+    try:
+        result = job.task(0).result()
+    except (UncompletedJobError, FailedJobError):
+        return None
+    return result if getattr(result, "status", None) == JobStatus.FAILED else None
 
 
 def print_committed(results: Sequence[Any], planned: Sequence[PlannedJob]) -> None:

@@ -8,6 +8,7 @@ through in their place without going to a worker: a resumed run passes finished 
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections import deque
@@ -15,6 +16,10 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from nemotron.errors import NemotronError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -25,11 +30,33 @@ class Passthrough:
 
 
 def default_workers() -> int:
-    """The CPUs this process may use (the affinity mask, e.g. a Slurm allocation), else os.cpu_count()."""
+    """The CPUs this task may use: the affinity mask, and no more than Slurm's allocation (SLURM_CPUS_PER_TASK,
+    which holds even where Slurm binds no CPUs); never the node's count when the task has fewer."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return max(1, min(cpus, int(allocated))) if allocated.isdigit() else cpus
+
+
+def resolve_workers(requested: int | None, option: str = "stage.workers") -> int:
+    """Worker processes for `requested`: None = `default_workers()`; 0 and 1 = in this process; more than the
+    CPUs this task may use is capped to them, with one warning line naming both numbers."""
+    available = default_workers()
+    if requested is None:
+        return available
+    if requested < 0:
+        raise NemotronError(
+            f"{option}={requested} is negative. Give the number of worker processes: 0 or 1 work in this process, "
+            f"N > 1 starts N processes (at most the {available} CPU(s) this task may use), and null (the default) "
+            "uses every CPU this task may use."
+        )
+    if requested > available:
+        log.warning("%s=%d is more than the %d CPU(s) this task may use: using %d worker processes.",
+                    option, requested, available, available)  # fmt: skip
+        return available
+    return requested
 
 
 @contextmanager

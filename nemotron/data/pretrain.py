@@ -33,7 +33,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,12 @@ class ShardReceipt(BaseModel):
     idx_bytes: int
     bin_digest: str
     idx_digest: str
+
+
+def shard_owner(key: ShardKey, world: int) -> int:
+    """The rank that makes a shard: consecutive shards of one (source, split) go to consecutive ranks, from an
+    offset given by the names. It depends on the input alone, so the shards are the same whatever the ranks."""
+    return (key.index + zlib.crc32(f"{key.source}/{key.split}".encode())) % world
 
 
 @dataclass(frozen=True)
@@ -278,7 +285,10 @@ class PreviousRun:
         return receipt
 
     def adopt(self, receipt: ShardReceipt, data_dir: Path) -> None:
-        """Link (or copy) a finished shard and its receipt into this run's directory."""
+        """Link (or copy) a finished shard and its receipt into this run's directory (already there when a
+        requeued job resumes in its own directory)."""
+        if self.data_dir.resolve() == data_dir.resolve():
+            return
         for suffix in (".bin", ".idx"):
             _link_or_copy(self.data_dir / f"{receipt.prefix}{suffix}", data_dir / f"{receipt.prefix}{suffix}")
         key = ShardKey(receipt.source, receipt.split, receipt.index)
@@ -300,10 +310,17 @@ def build_shards(
     workers: int,
     chunk_rows: int = 4000,
     previous: PreviousRun | None = None,
+    rank: int = 0,
+    world: int = 1,
 ) -> BuildResult:
-    """Tokenize every source of `blend` into shards under `data_dir`; see the module docstring."""
+    """Tokenize every source of `blend` into shards under `data_dir`; see the module docstring.
+
+    With `world` > 1 this rank makes only the shards `shard_owner` gives it (every rank reads the sources, to
+    know where each shard starts); the receipts returned are this rank's.
+    """
     sources: list[InputDatasetInfo] = []
-    items = _work_items(blend, scale, settings, chunk_rows, previous, sources)
+    owns = (lambda key: shard_owner(key, world) == rank) if world > 1 else None
+    items = _work_items(blend, scale, settings, chunk_rows, previous, sources, owns)
     receipts: list[ShardReceipt] = []
     writers: dict[ShardKey, IndexedDatasetWriter] = {}
     reused = 0
@@ -335,6 +352,7 @@ def _work_items(
     chunk_rows: int,
     previous: PreviousRun | None,
     sources: list[InputDatasetInfo],
+    owns: Callable[[ShardKey], bool] | None = None,
 ) -> Iterator[_Chunk | Passthrough]:
     """Chunks of documents to tokenize, and finished shards of `previous` in their place."""
     import xxhash
@@ -351,18 +369,23 @@ def _work_items(
             shard.digest.update(data)
             full = shard.documents == settings.shard_rows
             if full or len(shard.texts) >= chunk_rows or shard.chunk_bytes >= CHUNK_BYTES:
-                yield from _flush(shard, full, previous)
+                yield from _flush(shard, full, previous, owns)
         for shard in shards.values():
             if shard.documents:
-                yield from _flush(shard, True, previous)
+                yield from _flush(shard, True, previous, owns)
         sources.append(stream.info())
 
 
-def _flush(shard: _OpenShard, last: bool, previous: PreviousRun | None) -> Iterator[_Chunk | Passthrough]:
+def _flush(
+    shard: _OpenShard, last: bool, previous: PreviousRun | None, owns: Callable[[ShardKey], bool] | None = None
+) -> Iterator[_Chunk | Passthrough]:
     import xxhash
 
-    done = previous.finished(shard.key) if previous else None
-    if done is None:
+    mine = owns is None or owns(shard.key)
+    done = previous.finished(shard.key) if previous and mine else None
+    if not mine:
+        pass  # another rank makes this shard: only its place in the source counts here
+    elif done is None:
         chunk = _Chunk(shard.key, shard.texts, last)
         if last:
             chunk.documents, chunk.input_digest = shard.documents, f"xxh3_128:{shard.digest.hexdigest()}"

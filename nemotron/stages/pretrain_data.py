@@ -18,19 +18,31 @@ receipts with checksums) are linked, not tokenized again. Each run prints the op
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from nemotron.artifacts.types import PretrainBlendsArtifact, TokenizerArtifact
 from nemotron.data.indexed import token_dtype
-from nemotron.data.parallel import default_workers
-from nemotron.data.pretrain import PLAN_FILE, DataPlan, PreviousRun, ShardSettings, build_shards, write_blend
+from nemotron.data.parallel import resolve_workers
+from nemotron.data.pretrain import (
+    PLAN_FILE,
+    BuildResult,
+    DataPlan,
+    PreviousRun,
+    ShardReceipt,
+    ShardSettings,
+    build_shards,
+    write_blend,
+)
+from nemotron.data.ranks import RankGroup
 from nemotron.data.sources import SPLITS, BlendConfig, ScaleConfig, read_source
 from nemotron.data.tokenizer import TokenEncoder, TokenizerConfig, load_tokenizer, tokenizer_digest, train_bpe
+from nemotron.distributed import is_rank0
 from nemotron.errors import NemotronError
 from nemotron.job import output_dir, stage_params
 
@@ -49,52 +61,59 @@ class PretrainDataParams(ShardSettings):
     scale: ScaleConfig
     output_dir: str | None = Field(description="Default: the job's output dir.")
     resume_from: str | None = Field(description="Output dir of an interrupted run with the same config.")
-    workers: int | None = Field(ge=0, description="Tokenizer processes; default all CPUs, 0 or 1 inline.")
+    workers: int | None = Field(description="Tokenizer processes; default the task's CPUs, 0 or 1 inline.")
+    rank_timeout_s: float = Field(gt=0, description="A multi-task job fails when a rank shows no life this long.")
     chunk_rows: int = Field(ge=1, description="Documents per unit of work sent to a worker (or 8 MB).")
     eod_token: str | None = Field(description="Default: the tokenizer's eos_token.")
     gigatoken: bool = Field(description="Use gigatoken where it gives the same ids as HF tokenizers.")
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig) -> dict[str, Any] | None:
     params = stage_params(cfg, PretrainDataParams)
-    out = output_dir(params.output_dir, ("data", "tokenizer"), hint=", or resume into a new one with stage.resume_from")
+    rank0 = is_rank0()  # the other ranks of a multi-task job write into the directory rank 0 checked and made
+    fresh = ("data", "tokenizer") if rank0 else ()
+    hint = ", or resume into a new one with stage.resume_from"
+    out = output_dir(params.output_dir, fresh, hint=hint, resume_if_requeued=True)
     data_dir, tokenizer_dir = out / "data", out / "tokenizer"
-    previous = PreviousRun.open(params.resume_from) if params.resume_from else None
-
-    tokenizer, tokenizer_source = _prepare_tokenizer(params, tokenizer_dir, previous)
-    eod = _eod_id(params, tokenizer)
-    dtype = token_dtype(len(tokenizer))
-    settings = ShardSettings(**params.model_dump(include=set(ShardSettings.model_fields)))
-    plan = DataPlan.make(
-        blend=params.blend.model_dump(),
-        scale=params.scale.model_dump(exclude={"suffix"}),
-        settings=settings.model_dump(),
-        tokenizer=tokenizer_digest(tokenizer),
-        dtype=dtype,
-        eod=eod,
-    )
-    if previous is not None and previous.plan.plan_hash != plan.plan_hash:
-        raise NemotronError(
-            f"Cannot resume from {previous.data_dir}: it was made with a different "
-            f"{', '.join(previous.plan.differences(plan))}. Resume with the same config, or drop stage.resume_from."
+    with RankGroup.of_job(out, params.rank_timeout_s) as ranks:
+        if ranks.world > 1:
+            log.info("Rank %d of %d: making the shards shard_owner gives this rank", ranks.rank, ranks.world)
+        ranks.wait_ready("rank 0 prepared the tokenizer and the plan")
+        previous = _previous_run(params, data_dir)
+        tokenizer, tokenizer_source = _prepare_tokenizer(params, tokenizer_dir, previous, trains=ranks.is_rank0)
+        eod = _eod_id(params, tokenizer)
+        dtype = token_dtype(len(tokenizer))
+        settings = ShardSettings(**params.model_dump(include=set(ShardSettings.model_fields)))
+        plan = DataPlan.make(
+            blend=params.blend.model_dump(),
+            scale=params.scale.model_dump(exclude={"suffix"}),
+            settings=settings.model_dump(),
+            tokenizer=tokenizer_digest(tokenizer),
+            dtype=dtype,
+            eod=eod,
         )
-    data_dir.mkdir(parents=True)
-    (data_dir / PLAN_FILE).write_text(plan.model_dump_json(indent=2) + "\n")
-    log.info("Writing %s. If this run is interrupted, resume it with stage.resume_from=%s", data_dir, out)
-
-    result = build_shards(
-        params.blend,
-        params.scale,
-        settings,
-        _encoder(params, tokenizer),
-        eod,
-        dtype,
-        plan,
-        data_dir,
-        workers=default_workers() if params.workers is None else params.workers,
-        chunk_rows=params.chunk_rows,
-        previous=previous,
-    )
+        _check_plan(plan, previous, data_dir, ranks)
+        result = build_shards(
+            params.blend,
+            params.scale,
+            settings,
+            _encoder(params, tokenizer),
+            eod,
+            dtype,
+            plan,
+            data_dir,
+            workers=resolve_workers(params.workers),
+            chunk_rows=params.chunk_rows,
+            previous=previous,
+            rank=ranks.rank,
+            world=ranks.world,
+        )
+        if not ranks.is_rank0:
+            ranks.finish(RankResult.of(result).model_dump_json())
+            log.info("Rank %d done: %d shard(s), %d of them reused", ranks.rank, len(result.receipts),
+                     result.reused_shards)  # fmt: skip
+            return None
+        result = RankResult.merge(result, ranks.gather("making its shards"))
     blend_json = write_blend(params.blend, result.receipts, data_dir)
     _print_summary(result, blend_json)
 
@@ -108,6 +127,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         )
     metadata = {"dtype": dtype, "eod_id": eod, "vocab_size": len(tokenizer), "plan_hash": plan.plan_hash}
     metadata |= {"documents": sum(c[0] for c in counts.values()), "reused_shards": result.reused_shards}
+    metadata |= {"tokenized_shards": len(result.receipts) - result.reused_shards, "ranks": ranks.world}
     metadata |= {"scale": params.scale.name}
     return {
         "tokenizer": TokenizerArtifact(
@@ -134,23 +154,85 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def _prepare_tokenizer(params: PretrainDataParams, out: Path, previous: PreviousRun | None) -> tuple[Any, str]:
+class RankResult(BaseModel):
+    """What a rank other than 0 made, for rank 0 to gather (`.ranks/<attempt>/rank_NNNNN.done`)."""
+
+    receipts: list[ShardReceipt]
+    reused_shards: int
+    elapsed_sec: float
+
+    @classmethod
+    def of(cls, result: BuildResult) -> RankResult:
+        return cls(receipts=result.receipts, reused_shards=result.reused_shards, elapsed_sec=result.elapsed_sec)
+
+    @classmethod
+    def merge(cls, own: BuildResult, others: list[str]) -> BuildResult:
+        """Rank 0's result with the other ranks' shards added (every rank read the same sources)."""
+        parts = [cls.model_validate_json(text) for text in others]
+        return BuildResult(
+            receipts=own.receipts + [r for part in parts for r in part.receipts],
+            sources=own.sources,
+            elapsed_sec=max([own.elapsed_sec, *(part.elapsed_sec for part in parts)]),
+            reused_shards=own.reused_shards + sum(part.reused_shards for part in parts),
+        )
+
+
+def _previous_run(params: PretrainDataParams, data_dir: Path) -> PreviousRun | None:
+    """The run whose finished shards are reused: this job's own first attempt when Slurm requeued it (a
+    preempted job resumes in place), else `stage.resume_from`, else none."""
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+    if requeued and (data_dir / PLAN_FILE).is_file():
+        return PreviousRun.open(data_dir)
+    return PreviousRun.open(params.resume_from) if params.resume_from else None
+
+
+def _check_plan(plan: DataPlan, previous: PreviousRun | None, data_dir: Path, ranks: RankGroup) -> None:
+    """Refuse to resume a different plan; rank 0 writes `plan.json`, the other ranks check they made the same."""
+    if previous is not None and previous.plan.plan_hash != plan.plan_hash:
+        raise NemotronError(
+            f"Cannot resume from {previous.data_dir}: it was made with a different "
+            f"{', '.join(previous.plan.differences(plan))}. Resume with the same config, or drop stage.resume_from."
+        )
+    if not ranks.is_rank0:
+        theirs = DataPlan.model_validate_json((data_dir / PLAN_FILE).read_text())
+        if theirs.plan_hash != plan.plan_hash:
+            raise NemotronError(
+                f"Rank {ranks.rank} computed another plan than rank 0 (a different "
+                f"{', '.join(theirs.differences(plan))}): the tasks of one job must run the same software on the "
+                "same inputs."
+            )
+        return
+    data_dir.mkdir(parents=True, exist_ok=previous is not None and previous.data_dir == data_dir)
+    (data_dir / PLAN_FILE).write_text(plan.model_dump_json(indent=2) + "\n")
+    log.info("Writing %s. If this run is interrupted, resume it with stage.resume_from=%s", data_dir, data_dir.parent)
+    ranks.publish_ready()
+
+
+def _prepare_tokenizer(
+    params: PretrainDataParams, out: Path, previous: PreviousRun | None, trains: bool = True
+) -> tuple[Any, str]:
     """The tokenizer to use, saved into `out`: loaded by id or path, trained on the blend, or (resuming) the
-    one the interrupted run trained. Returns it and a label of where it came from."""
+    one the interrupted run trained. Returns it and a label of where it came from. With `trains` false (a
+    rank other than 0) it writes nothing: it loads the tokenizer rank 0 trained and saved into `out`."""
     config = params.tokenizer
+    trained = "trained (byte-level BPE on the blend)"
     if config.name_or_path:
         tokenizer = load_tokenizer(config.name_or_path, config.revision, config.trust_remote_code)
-        tokenizer.save_pretrained(str(out))
+        if trains:
+            tokenizer.save_pretrained(str(out))
         return tokenizer, config.name_or_path
+    if not trains:
+        return load_tokenizer(str(out)), trained
     trained_before = previous.data_dir.parent / "tokenizer" if previous else None
     if trained_before is not None and (trained_before / "tokenizer.json").is_file():
-        shutil.copytree(trained_before, out)
-        return load_tokenizer(str(out)), "trained (byte-level BPE on the blend)"
+        if trained_before.resolve() != out.resolve():  # the same directory: a requeued job resumes in place
+            shutil.copytree(trained_before, out)
+        return load_tokenizer(str(out)), trained
     log.info("Training a byte-level BPE tokenizer (vocab_size=%d) on the blend", config.vocab_size)
     caps = [cap for cap in (params.scale.max_rows_per_source, config.train_rows) if cap]
     scale = params.scale.model_copy(update={"max_rows_per_source": min(caps) if caps else None})
     texts = (text for source in params.blend.sources for text in read_source(source, scale).texts())
-    return train_bpe(texts, out, config.vocab_size, config.min_frequency), "trained (byte-level BPE on the blend)"
+    return train_bpe(texts, out, config.vocab_size, config.min_frequency), trained
 
 
 FAST_PATH_SAMPLE_ROWS = 1000

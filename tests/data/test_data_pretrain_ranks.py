@@ -1,0 +1,186 @@
+"""`stage=pretrain_data` in several tasks (ranks) through `launcher=submitit_local`: the shards are the same
+bytes whatever the number of ranks, one artifact is committed, a killed rank fails the job with nothing
+committed, and the rerun tokenizes only what is missing. Also `stage.workers` bounds.
+
+The same runs through a real Slurm cluster are in tests/e2e/test_slurm_data_ranks.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nemotron.data.pretrain import ShardKey, shard_owner
+
+TIMEOUT_S = 300
+SETTINGS = ["stage=pretrain_data", "data=multi", "scale=full", "stage.workers=1", "stage.rank_timeout_s=15"]
+
+
+def nemotron(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEMOTRON_") and k != "HYDRA_FULL_ERROR"}
+    return subprocess.run(
+        [sys.executable, "-m", "nemotron", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=TIMEOUT_S, input="",
+    )  # fmt: skip
+
+
+def write_corpus(base: Path, bpe_dir: str, files: int, rows: int) -> list[str]:
+    """`files` JSONL files of `rows` documents (source `web`) and one Parquet file (source `books`), as a
+    config dir with data=multi; returns the `--config-dir` arguments."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nemotron.data.synthetic import pretrain_documents
+
+    docs = [row["text"] for row in pretrain_documents(files * rows + rows, seed=11)]
+    (base / "corpus").mkdir(parents=True)
+    for i in range(files):
+        lines = (json.dumps({"text": text}) + "\n" for text in docs[i * rows : (i + 1) * rows])
+        (base / "corpus" / f"web_{i:02d}.jsonl").write_text("".join(lines))
+    pq.write_table(pa.Table.from_pylist([{"text": t} for t in docs[files * rows :]]), base / "corpus" / "books.parquet")
+    (base / "conf" / "data").mkdir(parents=True)
+    (base / "conf" / "data" / "multi.yaml").write_text(
+        f"name: multi\ntokenizer: {{name_or_path: {bpe_dir}}}\npretrain:\n  sources:\n"
+        f"    - {{name: web, uri: '{base}/corpus/web_*.jsonl', weight: 0.6}}\n"
+        f"    - {{name: books, uri: '{base}/corpus/books.parquet', weight: 0.4}}\n"
+        "  splits: {train: 0.8, valid: 0.1, test: 0.1}\n"
+    )
+    return ["--config-dir", str(base / "conf")]
+
+
+def data_dirs(cwd: Path) -> list[Path]:
+    return sorted([*cwd.glob("outputs/pretrain_data/*/data"), *cwd.glob("multirun/*/*/0/data")])
+
+
+def shard_bytes(data_dir: Path) -> dict[str, bytes]:
+    """Every shard file and receipt, and blend.json (its prefixes made relative if they are absolute)."""
+    files = {str(p.relative_to(data_dir)): p.read_bytes() for p in sorted(data_dir.glob("shards/**/*")) if p.is_file()}
+    files |= {str(p.relative_to(data_dir)): p.read_bytes() for p in sorted(data_dir.glob("receipts/**/*.json"))}
+    files["blend.json"] = (data_dir / "blend.json").read_text().replace(f"{data_dir}/", "").encode()
+    return files
+
+
+def committed(store: Path) -> dict[str, list[str]]:
+    return {d.name: sorted(v.parent.name for v in d.glob("v*/manifest.json")) for d in sorted(store.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, bpe_dir) -> tuple[Path, list[str]]:
+    base = tmp_path_factory.mktemp("ranks")
+    return base, write_corpus(base, bpe_dir, files=3, rows=400)
+
+
+@pytest.fixture(scope="module")
+def one_task(corpus) -> dict[str, bytes]:
+    base, conf = corpus
+    cwd = base / "tasks1"
+    cwd.mkdir()
+    result = nemotron(*conf, *SETTINGS, "stage.shard_rows=100", f"artifacts.manifest.root={cwd / 'store'}", cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (data_dir,) = data_dirs(cwd)
+    return shard_bytes(data_dir)
+
+
+@pytest.mark.parametrize("tasks", [2, 4])
+def test_several_tasks_commit_one_artifact_with_the_shards_of_one_task(corpus, one_task, tasks):
+    base, conf = corpus
+    cwd = base / f"tasks{tasks}"
+    cwd.mkdir()
+    store = cwd / "store"
+    result = nemotron(
+        *conf, *SETTINGS, "stage.shard_rows=100", f"artifacts.manifest.root={store}",
+        "launcher=submitit_local", f"launcher.tasks_per_node={tasks}", cwd=cwd,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert committed(store) == {"pretrain-data": ["v1"], "tokenizer": ["v1"]}  # one artifact, by rank 0
+    (data_dir,) = data_dirs(cwd)
+    ours = shard_bytes(data_dir)
+    assert len([name for name in ours if name.endswith(".bin")]) >= 2 * tasks  # every rank had shards to make
+    assert ours == one_task
+    manifest = json.loads((store / "pretrain-data" / "v1" / "manifest.json").read_text())
+    assert manifest["metadata"]["metadata"]["ranks"] == tasks
+    logs = "".join(p.read_text() for p in cwd.glob("multirun/*/*/.submitit/*/*_log.err"))
+    assert all(f"Rank {rank} of {tasks}" in logs for rank in range(1, tasks)), logs[-3000:]
+
+
+def test_a_killed_rank_fails_the_job_and_the_rerun_makes_only_the_missing_shards(tmp_path, bpe_dir):
+    conf = write_corpus(tmp_path, bpe_dir, files=4, rows=6000)
+    store = tmp_path / "store"
+    args = [*conf, *SETTINGS, "stage.shard_rows=300", "stage.chunk_rows=100", f"artifacts.manifest.root={store}"]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "nemotron", *args, "launcher=submitit_local", "launcher.tasks_per_node=2"],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (killed := _kill_rank_1_after_two_shards(tmp_path)):
+        assert run.poll() is None, "the job ended before rank 1 could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    stdout, stderr = run.communicate(timeout=TIMEOUT_S)
+    assert run.returncode != 0
+    (data_dir,) = data_dirs(tmp_path)
+    message = " ".join(stderr.split())
+    assert "Rank 1 of 2 stopped while making its shards" in message and "Nothing is committed" in message, stderr
+    assert "Traceback" not in stderr and stdout == ""
+    assert not list(store.glob("pretrain-data/v*/manifest.json"))
+    finished = list(data_dir.glob("receipts/*/*/*.json"))
+    assert killed in {tuple(json.loads(p.read_text())[k] for k in ("source", "split", "index")) for p in finished}
+
+    rerun = nemotron(*args, f"stage.resume_from={data_dir.parent}", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    metadata = json.loads((store / "pretrain-data" / "v1" / "manifest.json").read_text())["metadata"]
+    total = metadata["num_shards"]
+    assert metadata["metadata"]["reused_shards"] == len(finished) < total
+    assert metadata["metadata"]["tokenized_shards"] == total - len(finished)  # only the missing shards
+
+
+def _kill_rank_1_after_two_shards(cwd: Path) -> tuple[str, str, int] | None:
+    """SIGKILL rank 1 once it has finished two shards; returns one of them (None: not yet)."""
+    for data_dir in data_dirs(cwd):
+        mine = []
+        for receipt in data_dir.glob("receipts/*/*/*.json"):
+            try:
+                r = json.loads(receipt.read_text())
+            except ValueError:
+                continue
+            if shard_owner(ShardKey(r["source"], r["split"], r["index"]), 2) == 1:
+                mine.append((r["source"], r["split"], r["index"]))
+        alive = list(data_dir.parent.glob(".ranks/*/rank_00001.alive"))
+        if len(mine) >= 2 and alive:
+            assert not list(data_dir.parent.glob(".ranks/*/rank_00001.done")), "rank 1 finished before the kill"
+            os.kill(int(alive[0].read_text().split()[-1]), signal.SIGKILL)
+            return mine[0]
+    return None
+
+
+def test_workers_beyond_the_cpus_are_capped_with_one_warning_and_negative_is_refused(corpus):
+    base, conf = corpus
+    cwd = base / "workers"
+    cwd.mkdir()
+    capped = nemotron(*conf, *SETTINGS, "stage.workers=1000", f"artifacts.manifest.root={cwd / 's1'}", cwd=cwd)
+    assert capped.returncode == 0, capped.stderr[-3000:]
+    warnings = [line for line in capped.stderr.splitlines() if "stage.workers=1000 is more than" in line]
+    cpus = len(os.sched_getaffinity(0))
+    assert len(warnings) == 1 and f"the {cpus} CPU(s) this task may use" in warnings[0], capped.stderr[-3000:]
+
+    negative = nemotron(*conf, *SETTINGS, "stage.workers=-1", f"artifacts.manifest.root={cwd / 's2'}", cwd=cwd)
+    assert negative.returncode != 0 and "Traceback" not in negative.stderr
+    assert "stage.workers=-1 is negative" in " ".join(negative.stderr.split())
+    assert not (cwd / "s2").exists() or not list((cwd / "s2").glob("*/v*"))
+
+
+def test_the_default_workers_follow_the_slurm_allocation(monkeypatch):
+    from nemotron.data.parallel import default_workers, resolve_workers
+
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert default_workers() == 1 and resolve_workers(None) == 1 and resolve_workers(0) == 0
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    assert default_workers() == cpus
