@@ -51,7 +51,7 @@ class SourceConfig(BaseModel):
     kind: Literal["synthetic", "files", "hf"] = "files"
     uri: str | None = Field(None, description="files: path, glob, directory or fsspec URL; hf: dataset id.")
     weight: float = Field(1.0, description="Share of this source in each split, normalized over the blend.")
-    split: str | None = Field(None, description="hf: the split to read (default train); synthetic: train | heldout.")
+    split: str | None = Field(None, description="hf: the split to read (default train); synthetic: train | heldout | valid.")
     subset: str | None = Field(None, description="hf: the dataset config (subset) name.")
     text_field: str = "text"
     format: Literal["auto", "jsonl", "parquet", "text"] = "auto"
@@ -78,8 +78,10 @@ class SourceConfig(BaseModel):
             raise ValueError(f"source {self.name!r} of kind {self.kind!r} needs a `uri`")
         if self.kind == "synthetic" and self.num_rows is None:
             raise ValueError(f"synthetic source {self.name!r} needs `num_rows` (how many rows to generate)")
-        if self.kind == "synthetic" and self.split not in (None, "train", "heldout"):
-            raise ValueError(f"synthetic source {self.name!r}: split must be train or heldout, got {self.split!r}")
+        if self.kind == "synthetic" and self.split not in (None, "train", "heldout", "valid"):
+            raise ValueError(
+                f"synthetic source {self.name!r}: split must be train, heldout or valid, got {self.split!r}"
+            )
         return self
 
 

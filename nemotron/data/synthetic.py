@@ -12,8 +12,8 @@ An assistant answer works the problem out, one fact per step, and ends with "The
 
     12 + 7 = 19. 19 - 5 = 14. The answer is 14.
 
-A fact is `a + b` or `a - b` with a <= 40, b <= 20 (and a >= b for `-`): 1,512 facts, few enough for a tiny
-model to learn them all. Two kinds of problems are **held out** by a stable hash, whatever the seed:
+A fact is `a + b` or `a - b` with a <= 20, b <= 9 (and a >= b for `-`): 375 facts, few enough for a tiny model
+to learn them in minutes. Two kinds of problems are **held out** by a stable hash, whatever the seed:
 
 - held-out *facts* (10%): no training row of any stage holds them, not even as a step of a two-step problem.
   Answering them needs arithmetic the model never saw: the hard generalisation.
@@ -21,7 +21,9 @@ model to learn them all. Two kinds of problems are **held out** by a stable hash
   problem (its expression `12 + 7 - 5`, its question, or its worked answer), but each of its steps is a known
   fact. Answering them needs the stages' skills on a new problem: what SFT and RL are meant to improve.
 
-`split="train"` never produces a held-out problem and `split="heldout"` produces only them. RL rows carry a
+`split="train"` never produces a held-out problem and `split="heldout"` produces only them. Another 5% of the
+two-step problems are `split="valid"`: RL selects its checkpoint on them, so the test sets play no part in any
+choice made in training. RL rows carry a
 `kind` (`fact` or `two_step`) so evaluation reports each held-out set on its own. Every generator is a pure
 function of (number of rows, seed, split).
 """
@@ -34,13 +36,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-Split = Literal["train", "heldout"]
+Split = Literal["train", "heldout", "valid"]
 Task = Literal["pretrain", "sft", "rl", "sft_two_step", "rl_two_step"]
 
-MAX_FIRST = 40  # the largest first operand of a fact (a two-step problem's middle result stays below it)
-MAX_SECOND = 20  # the largest second operand
-MAX_START = 20  # the largest first operand of a two-step problem
+MAX_FIRST = 20  # the largest first operand of a fact (a two-step problem's middle result stays below it)
+MAX_SECOND = 9  # the largest second operand
+MAX_START = 9  # the largest first operand of a two-step problem
 HELDOUT_PERCENT = 10
+VALID_PERCENT = 5  # two-step problems set aside for RL's checkpoint selection: neither trained on nor tested
 
 _NAMES = ("Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo", "Kofi", "Lena")
 _THINGS = ("apples", "books", "coins", "stickers", "marbles", "cards", "pencils", "shells")
@@ -75,7 +78,7 @@ class Fact:
         return f"{self.expression} = {self.answer}"
 
     @property
-    def valid(self) -> bool:
+    def in_range(self) -> bool:
         return 0 <= self.a <= MAX_FIRST and 0 <= self.b <= MAX_SECOND and self.answer >= 0
 
     @property
@@ -109,9 +112,17 @@ class Problem:
     @property
     def is_heldout(self) -> bool:
         """One step: a held-out fact. Two steps: a held-out combination of two training facts."""
+        return self.split == "heldout"
+
+    @property
+    def split(self) -> Split:
+        """Where the problem belongs, by a stable hash: train, heldout (the test sets) or valid (two-step only)."""
         if len(self.steps) == 1:
-            return self.steps[0].is_heldout
-        return _stable_percent(self.expression) < HELDOUT_PERCENT
+            return "heldout" if self.steps[0].is_heldout else "train"
+        percent = _stable_percent(self.expression)
+        if percent < HELDOUT_PERCENT:
+            return "heldout"
+        return "valid" if percent < HELDOUT_PERCENT + VALID_PERCENT else "train"
 
     def question(self, rng: random.Random) -> str:
         """Asked bare ("What is 12 + 7 - 5?") or as a word problem, half and half."""
@@ -129,7 +140,7 @@ def _draw(rng: random.Random, steps: int) -> Problem | None:
     value, facts = rng.randint(0, MAX_FIRST if steps == 1 else MAX_START), []
     for _ in range(steps):
         fact = Fact(value, rng.choice("+-"), rng.randint(0 if steps == 1 else 1, MAX_SECOND))
-        if not fact.valid:
+        if not fact.in_range:
             return None
         facts.append(fact)
         value = fact.answer
@@ -138,14 +149,14 @@ def _draw(rng: random.Random, steps: int) -> Problem | None:
 
 def problems(seed: int, split: Split = "train", steps: int = 1) -> Iterator[Problem]:
     """An endless stream of random problems of one split and number of steps."""
-    if split not in ("train", "heldout"):
-        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    if split not in ("train", "heldout", "valid") or (split == "valid" and steps == 1):
+        raise ValueError(f"split must be 'train' or 'heldout' (or 'valid' for two-step problems), got {split!r}")
     rng = random.Random(f"problems-{seed}-{split}-{steps}")
     while True:
         problem = _draw(rng, steps)
         if problem is None or (steps > 1 and any(f.is_heldout for f in problem.steps)):
             continue  # out of range, or a two-step problem with a held-out fact: they are built of known facts
-        if problem.is_heldout == (split == "heldout"):
+        if problem.split == split:
             yield problem
 
 

@@ -56,6 +56,9 @@ EVAL_INPUTS = {
     "text": (("pretrain_data",), "PretrainBlendsArtifact"),
 }
 TRAINING_STEPS = ("pretrain", "sft", "rl")
+# The held-out sets the eval stage reports by problem kind (data=tiny), as the table titles them: the set every
+# stage is meant to improve first, then the harder generalisation.
+HELDOUT_SETS = {"two_step": "two-step (held out)", "fact": "unseen facts"}
 # Steps that run in one process: on a cluster profile of several nodes they take one node (the rest would idle).
 ONE_NODE = ("pretrain_data", "sft_data", "rl_data", "convert", "eval")
 # The eval stage reads Hugging Face models: with Megatron-Bridge / NeMo-RL (Megatron and NeMo-RL checkpoints) that
@@ -124,8 +127,11 @@ def run(cfg: DictConfig) -> None:
         overrides = [*shared, *(_one_node(step, cfg) if _on_slurm() else []), *wiring, *extra,
                      *params.stage_overrides(step)]  # fmt: skip
         produced[step] = _run_step(step, overrides, out / f"{number:02d}_{step}")
-    (out / "results.json").write_text(json.dumps({"artifacts": produced, "eval": results}, indent=2) + "\n")
-    _print_results(results)
+    figure = _summary_figure(results, out) if results else None
+    (out / "results.json").write_text(json.dumps({"artifacts": produced, "eval": results,
+                                                  "figure": str(figure) if figure else None}, indent=2) + "\n")
+    _print_results(results, figure)
+    _print_examples(results)
 
 
 def _check_steps(steps: list[str]) -> None:
@@ -364,38 +370,109 @@ def _model_steps(model_uri: str) -> dict[str, int | None]:
     from nemotron.tracking.session import active_tracking
 
     model = active_tracking().load(model_uri, ModelArtifact)
-    return {"step": model.step, "trained_steps": model.metadata.get("trained_steps", model.step)}
+    history = model.metadata.get("history")  # its metrics.jsonl; the stage's curves are loss.png beside it
+    return {"step": model.step, "trained_steps": model.metadata.get("trained_steps", model.step),
+            "history": history, "plot": _existing(Path(history).with_name("loss.png")) if history else None}
+
+
+def _existing(path: Path) -> str | None:
+    return str(path) if path.is_file() else None
 
 
 def _metrics(eval_uri: str) -> dict[str, float | None]:
     from nemotron.artifacts import EvalResultsArtifact
     from nemotron.tracking.session import active_tracking
 
-    metrics = active_tracking().load(eval_uri, EvalResultsArtifact).metrics
+    evaluation = active_tracking().load(eval_uri, EvalResultsArtifact)
+    metrics = evaluation.metrics
     return {
         "accuracy": metrics.get("heldout_problems", {}).get("accuracy"),
+        **{f"accuracy_{kind}": metrics.get(f"heldout_{kind}", {}).get("accuracy") for kind in HELDOUT_SETS},
         "perplexity": metrics.get("validation_text", {}).get("perplexity"),
+        "answers": str(Path(evaluation.path) / evaluation.metadata.get("answers", "answers.jsonl")),
     }
 
 
-def _print_results(rows: list[dict[str, Any]]) -> None:
+def _summary_figure(rows: list[dict[str, Any]], out: Path) -> Path | None:
+    """pipeline.png: every training stage's curves and the held-out accuracy of each stage's model."""
+    from nemotron.training.metrics import pipeline_figure
+
+    histories = {row["stage"]: Path(row["history"]) for row in rows if row.get("history")}
+    bars = {label: {row["stage"]: row[key] for row in rows if row.get(key) is not None}
+            for key, label in _accuracy_columns(rows)}  # fmt: skip
+    return pipeline_figure(histories, bars, out / "pipeline.png")
+
+
+def _accuracy_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(row key, column title) of each held-out set the evaluations report; the overall accuracy without sets."""
+    sets = [(f"accuracy_{kind}", title) for kind, title in HELDOUT_SETS.items()
+            if any(row.get(f"accuracy_{kind}") is not None for row in rows)]  # fmt: skip
+    return sets or [("accuracy", "accuracy")]
+
+
+def _print_results(rows: list[dict[str, Any]], figure: Path | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="pipeline results: accuracy on held-out problems, perplexity on validation text",
+    accuracy = _accuracy_columns(rows)
+    table = Table(title="pipeline results: exact-answer accuracy on held-out problems, perplexity on validation text",
                   title_justify="left")  # fmt: skip
-    for column in ("after", "step", "accuracy", "perplexity", "model", "eval"):
-        table.add_column(column, justify="right" if column in ("step", "accuracy", "perplexity") else "left",
+    for column in ("after", "step", *(title for _, title in accuracy), "perplexity", "model"):
+        table.add_column(column, justify="left" if column in ("after", "model") else "right",
                          overflow="fold")  # a narrow terminal wraps a name, never cuts it
+    captions = []
     for row in rows:
-        accuracy = f"{row['accuracy']:.1%}" if row.get("accuracy") is not None else "-"
+        values = [f"{row[key]:.1%}" if row.get(key) is not None else "-" for key, _ in accuracy]
         perplexity = f"{row['perplexity']:.3f}" if row.get("perplexity") is not None else "-"
         step = str(row["step"]) if row["step"] == row["trained_steps"] else f"{row['step']} of {row['trained_steps']}"
-        table.add_row(row["stage"], step, accuracy, perplexity, row["model"].removeprefix("art://"),
-                      row["eval"].removeprefix("art://"))  # fmt: skip
+        table.add_row(row["stage"], step, *values, perplexity, row["model"].removeprefix("art://"))
         if row["step"] != row["trained_steps"]:
-            table.caption = (
-                f"{row['stage']}: the model is the one of step {row['step']}, where its validation metric was best "
-                "(stage.select_best; a later step must be better by stage.select_min_delta)"
-            )
-    Console(stderr=True).print(table)
+            captions.append(f"{row['stage']}: the model is the one of step {row['step']}, where its validation "
+                            "metric was best (stage.select_best; a later step must be better by "
+                            "stage.select_min_delta)")  # fmt: skip
+    table.caption = "\n".join(captions) or None
+    console = Console(stderr=True)
+    console.print(table)
+    # The pictures, one path a line and never wrapped (a terminal makes them clickable)
+    for row in rows:
+        if row.get("plot"):
+            console.print(f"curves of {row['stage']}: {row['plot']}", soft_wrap=True, highlight=False)
+    if figure:
+        console.print(f"all curves and the accuracy per stage on one page: {figure}", soft_wrap=True, highlight=False)
+
+
+def _print_examples(rows: list[dict[str, Any]], count: int = 3) -> None:
+    """The first held-out problems of the test split (two of the first set, one of the second) with the answer of
+    each stage's model: the change from stage to stage, in words."""
+    from rich.console import Console
+
+    answers = {row["stage"]: _read_answers(row.get("answers")) for row in rows}
+    answers = {stage: found for stage, found in answers.items() if found}
+    if not answers:
+        return
+    first = next(iter(answers.values()))
+    picked = _example_indices(first, count)
+    console = Console(stderr=True, highlight=False)
+    console.print(f"{len(picked)} held-out problems and each model's answer:")
+    for index in picked:
+        problem = first[index]
+        kind = f" ({HELDOUT_SETS.get(problem['kind'], problem['kind'])})" if problem.get("kind") else ""
+        console.print(f"  {problem['problem']}  expected {problem['expected_answer']}{kind}", markup=False)
+        for stage, given in answers.items():
+            mark = "right" if given[index]["correct"] else "wrong"
+            console.print(f"    {stage:<9} {mark}: {given[index]['completion'].strip()!r}", markup=False)
+
+
+def _read_answers(path: str | None) -> list[dict[str, Any]]:
+    if not path or not Path(path).is_file():
+        return []
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def _example_indices(answers: list[dict[str, Any]], count: int) -> list[int]:
+    """The first `count - 1` problems of the first kind and the first of another kind (without kinds: the first)."""
+    kinds = list(dict.fromkeys(a.get("kind") for a in answers))
+    if len(kinds) < 2:
+        return list(range(min(count, len(answers))))
+    first = [i for i, a in enumerate(answers) if a.get("kind") == kinds[0]][: count - 1]
+    return [*first, next(i for i, a in enumerate(answers) if a.get("kind") == kinds[1])]

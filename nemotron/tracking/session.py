@@ -319,6 +319,15 @@ class Tracking:
 
         return WandbTarget(project=self.settings.wandb_project, entity=self.settings.wandb_entity)
 
+    def live_metrics(self, job_type: str | None, run_dir: str | None) -> Any:
+        """A function logging one metrics row to this job's W&B run as training goes (the run the mirror then
+        logs the outputs to); None when the mirror is off or W&B cannot start."""
+        if self.wandb_target is None:
+            return None
+        from nemotron.tracking import wandb_mirror
+
+        return wandb_mirror.live_logger(self.wandb_target, job_type, run_dir)
+
     def mirror(
         self,
         committed: list[tuple[Artifact, Manifest | None]],

@@ -207,15 +207,20 @@ def _log_run(
 ) -> list[dict[str, Any]]:
     import wandb
 
-    run = _client().init(
-        project=target.project or DEFAULT_PROJECT,
-        entity=target.entity,
-        id=target.run_id,
-        job_type=job_type,
-        config=_run_config(record),
-        dir=os.environ.get("WANDB_DIR") or run_dir,
-        reinit="create_new",  # never finish a run the user's own script has open
-    )
+    run = _LIVE.pop(target.run_id, None)  # the run a training loop logged its curves to as it went
+    live = run is not None
+    if live:
+        run.config.update(_run_config(record), allow_val_change=True)
+    else:
+        run = _client().init(
+            project=target.project or DEFAULT_PROJECT,
+            entity=target.entity,
+            id=target.run_id,
+            job_type=job_type,
+            config=_run_config(record),
+            dir=os.environ.get("WANDB_DIR") or run_dir,
+            reinit="create_new",  # never finish a run the user's own script has open
+        )
     try:
         if run.disabled:
             return [{**target.planned(_name(a, m)), "status": "disabled"} for a, m in outputs]
@@ -242,13 +247,51 @@ def _log_run(
                 base.update(status="offline", run_dir=run.settings.sync_dir, sync=f"wandb sync {run.settings.sync_dir}")
             results.append(base)
         for artifact, manifest in outputs:
-            _log_history(run, artifact, _name(artifact, manifest))
+            if not live:  # a live run has every row of the curves already, at its step
+                _log_history(run, artifact, _name(artifact, manifest))
         metrics = {f"{_name(a, m)}/{k}": v for a, m in outputs for k, v in _metrics(a).items()}
         if metrics:
             run.log(metrics)
         return results
     finally:
         run.finish()
+
+
+# -- training curves as they grow -------------------------------------------------------------------------------
+
+# The job's W&B run, opened by a training loop to log its metrics live (`live_logger`), by run id: the mirror at
+# job end logs the committed artifacts into that same run and finishes it (one W&B run per job).
+_LIVE: dict[str, Any] = {}
+
+
+def live_logger(target: WandbTarget, job_type: str | None, run_dir: str | None) -> Callable[[dict], None] | None:
+    """A function that logs one metrics row (`{"step": N, "loss": ...}`) to the job's W&B run at its step, as
+    training goes, so a user watches the curves grow; None when W&B is disabled or cannot start (one warning:
+    the job goes on). Rank 0 only."""
+    if not is_rank0():
+        return None
+    run = _LIVE.get(target.run_id)
+    if run is None:
+        try:
+            with _quiet_wandb():
+                run = _client().init(project=target.project or DEFAULT_PROJECT, entity=target.entity,
+                                     id=target.run_id, job_type=job_type, dir=os.environ.get("WANDB_DIR") or run_dir,
+                                     reinit="create_new")  # fmt: skip
+        except Exception as exc:  # W&B never fails a job: the curves still go to metrics.jsonl and the PNG
+            _LOG.warning("W&B could not start, so the curves are not logged live (%s); the job goes on.",
+                         " ".join(_scrub(f"{type(exc).__name__}: {exc}").split()))  # fmt: skip
+            return None
+        if run.disabled:
+            run.finish()
+            return None
+        _LIVE[target.run_id] = run
+
+    def log(row: dict) -> None:
+        values = dict(row)
+        step = values.pop("step")
+        run.log(values, step=step)
+
+    return log
 
 
 def _log_history(run: Any, artifact: Artifact, name: str) -> None:

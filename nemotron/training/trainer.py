@@ -83,7 +83,7 @@ class Trainer:
         self.wrapped = self._wrap(self.module)  # what the training step calls: the module, or its DDP wrapper
         self.optimizer = adamw(self.module, params.lr, params.weight_decay)
         self.config = ckpt.config_hash(identity)
-        self.metrics = MetricsLog(out, enabled=env.is_rank0)
+        self.metrics = MetricsLog(out, enabled=env.is_rank0, live=_live_metrics(out) if env.is_rank0 else None)
         self.start_step = 0
         self.resumed_from: Path | None = None
         self.best: tuple[float, int] | None = None  # (metric, step) of the model in {out}/model with select_best
@@ -275,6 +275,20 @@ class Trainer:
                 f"non-finite values (the first: {broken[0]}): the model diverged, so nothing is committed. Lower "
                 f"stage.lr (now {self.params.lr:g}) or raise stage.warmup_steps, and run again."
             )
+
+
+def _live_metrics(out: Path) -> Callable[[dict], None] | None:
+    """With artifacts=manifest_wandb (or wandb): every metrics row also goes to the job's W&B run at its step, as
+    training goes, so the curves grow in W&B while the job runs. None without W&B or outside a job."""
+    from nemotron.tracking.session import active_tracking
+
+    tracking = active_tracking()
+    if tracking is None:
+        return None
+    from hydra.core.hydra_config import HydraConfig
+
+    stage = HydraConfig.get().runtime.choices.get("stage") if HydraConfig.initialized() else None
+    return tracking.live_metrics(stage, str(out))
 
 
 class _Progress:

@@ -72,25 +72,26 @@ def test_splits_do_not_overlap_and_heldout_problems_are_in_test(tiny_run):
     assert not set(problems["train"]) & set(problems["test"])
     assert not set(problems["val"]) & set(problems["test"])
 
-    def heldout(problem: str) -> bool:
+    def split(problem: str) -> str:
         numbers = problem.removeprefix("What is ").removesuffix("?").split()
         a, *rest = numbers
         steps, value = [], int(a)
         for op, b in zip(rest[::2], rest[1::2], strict=True):
             steps.append(Fact(value, op, int(b)))
             value = steps[-1].answer
-        return Problem(tuple(steps)).is_heldout
+        return Problem(tuple(steps)).split
 
     plain = {s: [p for p in rows if p.startswith("What is ")] for s, rows in problems.items()}
-    assert not any(heldout(p) for p in plain["train"])
-    assert plain["val"] and plain["test"]
-    assert all(heldout(p) for p in plain["val"] + plain["test"])  # validation and test: unseen problems only
+    assert plain["train"] and plain["val"] and plain["test"]
+    assert {split(p) for p in plain["train"]} == {"train"}
+    assert {split(p) for p in plain["val"]} == {"valid"}  # selected on: neither trained on nor tested
+    assert {split(p) for p in plain["test"]} == {"heldout"}
     by_source = {s["source"]: s for s in fields["metadata"]["source_splits"]}
     for name in ("two-step-heldout", "facts-heldout"):
         assert by_source[name]["train"] == by_source[name]["val"] == 0
-    assert by_source["two-step-heldout"]["test"] > 250 and by_source["facts-heldout"]["test"] > 120
-    assert by_source["two-step-heldout-val"]["train"] == by_source["two-step-heldout-val"]["test"] == 0
-    assert by_source["two-step-heldout-val"]["val"] > 100  # fewer than 200: duplicates of test problems dropped
+    assert by_source["two-step-heldout"]["test"] > 250 and by_source["facts-heldout"]["test"] > 80
+    assert by_source["two-step-valid"]["train"] == by_source["two-step-valid"]["test"] == 0
+    assert by_source["two-step-valid"]["val"] > 100  # fewer than 200: duplicate problems dropped
     kinds = {split: {row["kind"] for row in _rows(fields[split])} for split in ("train", "val", "test")}
     assert kinds == {"train": {"two_step"}, "val": {"two_step"}, "test": {"two_step", "fact"}}
 

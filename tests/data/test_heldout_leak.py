@@ -73,7 +73,7 @@ def training_texts(data: dict) -> list[tuple[str, str]]:
 
 
 def test_no_heldout_problem_is_in_any_training_row(data):
-    heldout = [row for row in rows_of(data["rl"], "heldout")]
+    heldout = [*rows_of(data["rl"], "heldout"), *rows_of(data["rl"], "valid")]  # tested, or selected on
     assert {row["kind"] for row in heldout} == {"fact", "two_step"}
     train_facts, train_chains, train_questions = set(), set(), set()
     texts = training_texts(data)
@@ -82,7 +82,7 @@ def test_no_heldout_problem_is_in_any_training_row(data):
         train_facts |= facts
         train_chains |= chains
         train_questions.add(normalised(question))
-    assert len(texts) > 10_000 and len(train_facts) > 1000 and len(train_chains) > 1000  # the parser finds them
+    assert len(texts) > 10_000 and len(train_facts) > 300 and len(train_chains) > 1000  # the parser finds them
     for row in heldout:
         facts, chains = expressions(row["problem"])
         assert len(facts | chains) >= 1, row  # the held-out problem itself is parsed

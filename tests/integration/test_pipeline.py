@@ -17,7 +17,7 @@ PER_STEP = {
     "pretrain": "steps:4,batch_size:4,eval_every:2,eval_batches:1",
     "sft": "steps:3,batch_size:2,eval_every:0,eval_batches:1",
     "rl": "steps:2,prompts_per_step:2,group_size:2,max_new_tokens:6,eval_every:0,eval_problems:4",
-    "eval": "max_problems:6,perplexity_batches:1,batch_size:6,max_new_tokens:6",
+    "eval": "max_problems:1000,perplexity_batches:1,batch_size:128,max_new_tokens:6",  # both held-out sets
 }
 SMALL = [
     "scale.max_rows_per_source=300",
@@ -45,6 +45,18 @@ def finish(process: subprocess.Popen[str]) -> dict:
     return stderr
 
 
+def assert_drawn(path: Path) -> None:
+    """A PNG of a readable size with something drawn on it: not one colour, not nearly all background."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width >= 300 and image.height >= 200, (path, image.size)
+        pixels = image.convert("L").getdata()
+        background = max(set(pixels), key=list(pixels).count)
+        drawn = sum(1 for p in pixels if abs(p - background) > 30) / len(pixels)
+    assert 0.01 < drawn < 0.9, (path, drawn)
+
+
 def used(root: Path, uri: str) -> set[str]:
     name, version = uri.removeprefix("art://").split(":v")
     return set(manifest(root, name, int(version))["used_artifacts"])
@@ -68,7 +80,15 @@ def test_pipeline_trains_evaluates_and_records_lineage(tmp_path: Path) -> None:
     assert results["eval"][2]["trained_steps"] == 2 and results["eval"][2]["step"] in (0, 2)  # rl: select_best
     for row in results["eval"]:
         assert 0.0 <= row["accuracy"] <= 1.0 and row["perplexity"] > 1.0
-        assert f"{row['accuracy']:.1%}" in stderr  # the final table shows the numbers
+        for kind in ("two_step", "fact"):  # the two held-out sets, side by side
+            assert 0.0 <= row[f"accuracy_{kind}"] <= 1.0
+            assert f"{row[f'accuracy_{kind}']:.1%}" in stderr  # the final table shows the numbers
+    assert "3 held-out problems and each model's answer:" in stderr
+    assert stderr.count("    pretrain ") == stderr.count("    rl ") == 3  # each model's answer to each problem
+    pictures = [Path(results["figure"]), *(Path(row["plot"]) for row in results["eval"])]
+    assert pictures[0] == out / "pipeline.png" and str(pictures[0]) in stderr  # linked from the table
+    for picture in pictures:
+        assert_drawn(picture)
     lineage = ok(nemotron_art("lineage", results["artifacts"]["rl"]["ModelArtifact"], "--format", "json", cwd=tmp_path,
                               env=clean_env(NEMOTRON_ARTIFACTS_ROOT=root)))  # fmt: skip
     names = set(refs(json.loads(lineage.stdout)))

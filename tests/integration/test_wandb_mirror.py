@@ -18,7 +18,7 @@ from clitools import clean_env, json_line, make_data, manifest, nemotron, nemotr
 
 pytest.importorskip("wandb", reason="the W&B mirror tests need wandb: pip install -e '.[dev]'")
 
-from wandb_log import artifact_summary, config_values, history_values, records_by_type  # noqa: E402
+from wandb_log import artifact_summary, config_values, history_values, iter_records, records_by_type  # noqa: E402
 
 FAKE_KEY = "f" * 8 + "0123456789abcdef0123456789abcdef"  # 40 characters, like a real W&B key
 SECRET_VALUE = "s3cr3t-value-never-written"
@@ -230,3 +230,33 @@ def test_training_curves_are_logged_at_their_steps(tmp_path):
     assert logged[0]["curves/val_loss"] == 3.0
     assert logged[10]["curves/loss"] == 2.5 and logged[10]["curves/lr"] == 1e-3
     assert logged[20]["curves/loss"] == 2.0
+
+
+def test_a_training_stage_logs_its_curves_live(tmp_path):
+    """With artifacts=manifest_wandb, every metrics row goes to the job's W&B run at its step while the stage
+    trains: in the run's log, the rows come before the model artifact, which is logged when the job ends."""
+    env = _wandb_env(tmp_path, WANDB_MODE="offline")
+    small = ["scale.max_rows_per_source=200", "data.tokenizer.vocab_size=400", "model.hidden_size=32",
+             "model.num_layers=1", "model.num_heads=2", "model.num_kv_heads=2", "model.intermediate_size=64",
+             "model.max_seq_len=64"]  # fmt: skip
+    ok(nemotron("stage=pretrain_data", *small, cwd=tmp_path, env=env))
+    ok(nemotron("stage=pretrain", *small, "stage.steps=6", "stage.batch_size=2", "stage.log_every=1",
+                "stage.eval_every=3", "stage.eval_batches=1", "stage.checkpoint_every=0", "artifacts=manifest_wandb",
+                cwd=tmp_path, env=env))  # fmt: skip
+    [log] = [p for p in (tmp_path / "wandb-dir").rglob("run-*.wandb") if "pretrain" in _job_type(p)]
+    order, logged = [], {}
+    for record in iter_records(log):
+        kind = record.WhichOneof("record_type")
+        order.append(kind)
+        if kind == "history":
+            items = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
+            logged.setdefault(items.pop("_step", record.history.step.num), {}).update(items)
+    assert sorted(step for step, row in logged.items() if "loss" in row) == [1, 2, 3, 4, 5, 6]
+    assert sorted(step for step, row in logged.items() if "val_loss" in row) == [0, 3, 6]
+    assert all(row["loss"] > 0 and row["tokens_per_s"] > 0 for row in logged.values() if "loss" in row)
+    first_artifact = order.index("artifact")
+    assert order.index("history") < first_artifact and order.count("run") == 1  # live, and one run per job
+
+
+def _job_type(log: Path) -> str:
+    return next((r.run.job_type for r in iter_records(log) if r.WhichOneof("record_type") == "run"), "")
