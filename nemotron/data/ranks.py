@@ -79,8 +79,8 @@ class RankGroup:
             _write_atomic(self._file(self.rank, "failed"), f"{type(error).__name__}: {first_line}")
 
     def publish_ready(self) -> None:
-        """Rank 0: the shared inputs are in place."""
-        if self.world > 1:
+        """Rank 0: the shared inputs are in place (a no-op on the other ranks)."""
+        if self.world > 1 and self.is_rank0:
             _write_atomic(self.directory / "ready", str(os.getpid()))
 
     def finish(self, result: str) -> None:

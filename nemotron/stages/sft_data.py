@@ -23,14 +23,15 @@ Megatron-Bridge reads it as `PackedSequenceSpecs(packed_sequence_size=pack_size,
 packed_train_data_path=<data>/splits/train/, packed_val_data_path=<data>/splits/valid/)` with
 `seq_length = pack_size`. It concatenates every file of a directory, so the blend weights in `blend.json`
 (a source's weight, shared by its shards in proportion to their tokens) are a record, not a subsampling.
+
+**Several tasks** (`launcher.tasks_per_node`, `launcher.nodes`): rank 0 prepares the tokenizer, each rank packs
+the sources `source_owner` gives it, and rank 0 links, writes the blend and returns the artifact: the same
+files as one task (nemotron/data/sft_dataset.py). A rank that fails or stops fails the job; nothing is committed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -39,25 +40,27 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nemotron.artifacts.types import SFTDataArtifact, TokenizerArtifact
 from nemotron.data.progress import RateProgress
-from nemotron.data.sft import (
-    Algorithm,
-    ChatTokenizer,
-    Overlong,
-    PackedRows,
-    Tokenized,
-    conversation_messages,
-    pack_sequences,
-    write_parquet,
+from nemotron.data.ranks import RankGroup
+from nemotron.data.sft import ChatTokenizer
+from nemotron.data.sft_dataset import (
+    PackSettings,
+    SourcePack,
+    conversations,
+    digest,
+    pack_source,
+    source_owner,
+    write_dataset,
 )
-from nemotron.data.sources import SPLITS, BlendConfig, ScaleConfig, SourceConfig, read_source
+from nemotron.data.sources import BlendConfig, ScaleConfig
 from nemotron.data.tokenizer import TokenizerConfig, load_tokenizer, tokenizer_digest, train_bpe
+from nemotron.distributed import is_rank0
 from nemotron.errors import NemotronError
 from nemotron.job import output_dir, stage_params
 
 log = logging.getLogger(__name__)
 
 
-class SFTDataParams(BaseModel):
+class SFTDataParams(PackSettings):
     """`conf/stage/sft_data.yaml`."""
 
     model_config = ConfigDict(extra="forbid")
@@ -69,43 +72,50 @@ class SFTDataParams(BaseModel):
     scale: ScaleConfig
     tokenizer_uri: str | None = Field(description="Recorded for a given tokenizer, e.g. ${art:tokenizer,uri}.")
     output_dir: str | None = Field(description="Default: the job's output dir.")
-    pack_size: int = Field(ge=1, description="Tokens per packed row (the training sequence length).")
-    algorithm: Algorithm
-    overlong: Overlong = Field(description="A conversation longer than pack_size: truncate or drop.")
-    messages_field: str
-    seed: int = Field(description="Seed of first_fit_shuffle.")
-    split_seed: int = Field(description="Seed of the conversation -> split assignment.")
-    shard_rows: int = Field(ge=1, description="Packed rows per Parquet file.")
-    batch_rows: int = Field(ge=1, description="Conversations tokenized per batch.")
+    rank_timeout_s: float = Field(gt=0, description="A multi-task job fails when a rank shows no life this long.")
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+class RankPacks(BaseModel):
+    """What a rank other than 0 packed, for rank 0 to gather."""
+
+    run_hash: str
+    packs: dict[str, SourcePack]
+    elapsed_sec: float
+
+
+def run(cfg: DictConfig) -> dict[str, Any] | None:
     params = stage_params(cfg, SFTDataParams)
-    out = output_dir(params.output_dir, ("data", "tokenizer"))
+    out = output_dir(params.output_dir, ("data", "tokenizer") if is_rank0() else ())
     data_dir = out / "data"
-
-    tokenizer, trained = _prepare_tokenizer(params, out / "tokenizer")
-    chat = ChatTokenizer(tokenizer)
-    minimum = chat.min_length()
-    if params.pack_size < minimum:
-        raise NemotronError(
-            f"stage.pack_size={params.pack_size} is smaller than the chat template's minimum: an empty user turn "
-            f"and an empty assistant turn alone take {minimum} tokens. Use a pack_size of at least {minimum} "
-            "(Megatron-Bridge suggests 8192 as a first value)."
-        )
-    settings = params.model_dump(include={"pack_size", "algorithm", "overlong", "messages_field", "seed"})
-    settings |= {"split_seed": params.split_seed, "shard_rows": params.shard_rows}
-    run_hash = _hash(blend=params.blend.model_dump(), scale=params.scale.model_dump(exclude={"suffix"}), **settings,
-                     tokenizer=tokenizer_digest(tokenizer))  # fmt: skip
-
-    packed, sources, elapsed = _tokenize_and_pack(params, chat)
-    _check_not_empty(params, packed)
-    shards = _write_shards(packed, params, data_dir, run_hash, settings)
-    blend_json = _write_blend(params.blend, shards, data_dir)
-    metadata = _metadata(params, packed, shards, run_hash)
-    (data_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    bridge = [_bridge_metadata(packed, split, params.pack_size) for split in ("train", "valid")]
-    (data_dir / f"{params.pack_size}_metadata.jsonl").write_text(json.dumps(bridge) + "\n")
+    settings = PackSettings(**params.model_dump(include=set(PackSettings.model_fields)))
+    with RankGroup.of_job(out, params.rank_timeout_s) as ranks:
+        ranks.wait_ready("rank 0 prepared the tokenizer")
+        tokenizer, trained = _prepare_tokenizer(params, out / "tokenizer", trains=ranks.is_rank0)
+        chat = ChatTokenizer(tokenizer)
+        _check_pack_size(params, chat)
+        run_hash = digest(blend=params.blend.model_dump(), scale=params.scale.model_dump(exclude={"suffix"}),
+                          **settings.files_part(), tokenizer=tokenizer_digest(tokenizer))  # fmt: skip
+        ranks.publish_ready()
+        mine = [s for i, s in enumerate(params.blend.sources) if source_owner(i, ranks.world) == ranks.rank]
+        with RateProgress("tokenizing + packing") as progress:
+            packs = {s.name: pack_source(s, params.blend, params.scale, settings, chat, data_dir, run_hash, progress)
+                     for s in mine}  # fmt: skip
+        elapsed = progress.elapsed
+        if not ranks.is_rank0:
+            ranks.finish(RankPacks(run_hash=run_hash, packs=packs, elapsed_sec=elapsed).model_dump_json())
+            return None
+        for text in ranks.gather("packing its sources"):
+            theirs = RankPacks.model_validate_json(text)
+            if theirs.run_hash != run_hash:
+                raise NemotronError(
+                    "The ranks of this job hashed the run differently (another tokenizer or "
+                    "config): the tasks of one job must run the same software on the same inputs."
+                )
+            packs |= theirs.packs
+            elapsed = max(elapsed, theirs.elapsed_sec)
+    ordered = [packs[s.name] for s in params.blend.sources]
+    _check_not_empty(params, ordered)
+    metadata, blend_json = write_dataset(params.blend, ordered, settings, data_dir, run_hash, params.scale.name)
     _print_summary(metadata, blend_json)
 
     tokenizer_name = params.scale.artifact_name(params.tokenizer_name)
@@ -121,7 +131,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         path=str(data_dir),
         name=params.scale.artifact_name(params.name),
         pack_size=params.pack_size,
-        num_shards=len(shards),
+        num_shards=metadata["num_shards"],
         packing_efficiency=metadata["packing_efficiency"],
         blend_path="blend.json",
         total_sequences=metadata["total_sequences"],
@@ -129,18 +139,30 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         elapsed_sec=elapsed,
         # `art://<name>` with no version: the callback commits the tokenizer first and pins this to its version.
         tokenizer_uri=f"art://{tokenizer_name}" if trained else params.tokenizer_uri or params.tokenizer.name_or_path,
-        source_datasets=sources,
-        metadata={k: metadata[k] for k in ("algorithm", "overlong", "splits", "run_hash", "scale")},
+        source_datasets=[pack.info for pack in ordered],
+        metadata={k: metadata[k] for k in ("algorithm", "overlong", "splits", "run_hash", "scale")}
+        | {"ranks": ranks.world},
     )
     return outputs
 
 
-def _check_not_empty(params: SFTDataParams, packed: dict[tuple[str, str], PackedRows]) -> None:
+def _check_pack_size(params: SFTDataParams, chat: ChatTokenizer) -> None:
+    minimum = chat.min_length()
+    if params.pack_size < minimum:
+        raise NemotronError(
+            f"stage.pack_size={params.pack_size} is smaller than the chat template's minimum: an empty user turn "
+            f"and an empty assistant turn alone take {minimum} tokens. Use a pack_size of at least {minimum} "
+            "(Megatron-Bridge suggests 8192 as a first value)."
+        )
+
+
+def _check_not_empty(params: SFTDataParams, packs: list[SourcePack]) -> None:
     """No packed training row is an error, not an empty artifact (every conversation dropped, say)."""
-    if any(rows.input_ids for (_, split), rows in packed.items() if split == "train"):
+    parts = [part for pack in packs for part in pack.parts]
+    if any(part.rows for part in parts if part.split == "train"):
         return
-    sequences = sum(rows.sequences for rows in packed.values())
-    dropped = sum(rows.dropped for rows in packed.values())
+    sequences = sum(part.sequences for part in parts)
+    dropped = sum(part.dropped for part in parts)
     why = (
         f"{dropped} conversation(s) were longer than stage.pack_size={params.pack_size} and stage.overlong=drop "
         "dropped them; raise stage.pack_size or use stage.overlong=truncate"
@@ -151,160 +173,23 @@ def _check_not_empty(params: SFTDataParams, packed: dict[tuple[str, str], Packed
     raise NemotronError(f"stage=sft_data made no training rows, so nothing is committed: {why}.")
 
 
-def _conversations(source: SourceConfig, params: SFTDataParams, stream: Any = None) -> Any:
-    """(row index, messages) of one source, each checked."""
-    stream = stream or read_source(source, params.scale)
-    for row_index, row in enumerate(stream):
-        yield row_index, conversation_messages(row, stream.location, params.messages_field)
-
-
-def _prepare_tokenizer(params: SFTDataParams, out: Path) -> tuple[Any, bool]:
-    """The tokenizer given by `name_or_path`, or a byte-level BPE trained on the conversations; True if trained."""
+def _prepare_tokenizer(params: SFTDataParams, out: Path, trains: bool = True) -> tuple[Any, bool]:
+    """The tokenizer given by `name_or_path`, or a byte-level BPE trained on the conversations; True if trained.
+    With `trains` false (a rank other than 0) it loads the one rank 0 trained into `out`."""
     config = params.tokenizer
     if config.name_or_path:
         return load_tokenizer(config.name_or_path, config.revision, config.trust_remote_code), False
+    if not trains:
+        return load_tokenizer(str(out)), True
     log.info("Training a byte-level BPE tokenizer (vocab_size=%d) on the SFT conversations", config.vocab_size)
     caps = [cap for cap in (params.scale.max_rows_per_source, config.train_rows) if cap]
     scale = params.scale.model_copy(update={"max_rows_per_source": min(caps) if caps else None})
-    capped = params.model_copy(update={"scale": scale})
     texts = (
         [m["content"] for m in messages]
         for source in params.blend.sources
-        for _, messages in _conversations(source, capped)
+        for _, messages in conversations(source, scale, params.messages_field)
     )
     return train_bpe(texts, out, config.vocab_size, config.min_frequency), True
-
-
-def _tokenize_and_pack(params: SFTDataParams, chat: ChatTokenizer) -> tuple[dict, list, float]:
-    """{(source, split): PackedRows}, the sources read, and the seconds it took."""
-    packed: dict[tuple[str, str], PackedRows] = {}
-    sources = []
-    with RateProgress("tokenizing + packing") as progress:
-        for source in params.blend.sources:
-            stream = read_source(source, params.scale)
-            tokenized: dict[str, list[Tokenized]] = {split: [] for split in SPLITS}
-            for splits, batch in _batches(_conversations(source, params, stream), params, source.name):
-                for split, sequence in zip(splits, chat.encode(batch), strict=True):
-                    tokenized[split].append(sequence)
-                    progress.advance(rows=1, tokens=len(sequence.input_ids))
-            sources.append(stream.info())
-            for split in SPLITS:
-                packed[source.name, split] = pack_sequences(
-                    tokenized[split], params.pack_size, params.algorithm, params.overlong, params.seed
-                )
-    return packed, sources, progress.elapsed
-
-
-def _batches(conversations: Any, params: SFTDataParams, source: str) -> Any:
-    """(splits, conversations) in batches of `batch_rows`; a conversation's split is a hash of its row index."""
-    splits: list[str] = []
-    batch: list[list[dict[str, Any]]] = []
-    for row_index, messages in conversations:
-        splits.append(params.blend.splits.assign(params.split_seed, source, row_index))
-        batch.append(messages)
-        if len(batch) >= params.batch_rows:
-            yield splits, batch
-            splits, batch = [], []
-    if batch:
-        yield splits, batch
-
-
-def _hash(**parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _write_shards(
-    packed: dict[tuple[str, str], PackedRows], params: SFTDataParams, data_dir: Path, run_hash: str, settings: dict
-) -> list[dict[str, Any]]:
-    """Parquet files under runs/, linked from splits/; one record per shard."""
-    shards: list[dict[str, Any]] = []
-    position = dict.fromkeys(SPLITS, 0)
-    for source in params.blend.sources:
-        plan_hash = _hash(source=source.model_dump(), run=run_hash, **settings)
-        directory = data_dir / "runs" / run_hash / "datasets" / source.name / plan_hash
-        directory.mkdir(parents=True)
-        index = 0
-        for split in SPLITS:
-            rows = packed[source.name, split]
-            for start in range(0, len(rows.input_ids), params.shard_rows):
-                stop = min(start + params.shard_rows, len(rows.input_ids))
-                target = directory / f"shard_{index:06d}.parquet"
-                write_parquet(rows, start, stop, target)
-                link = data_dir / "splits" / split / f"{position[split]:06d}__{source.name}__shard_{index:06d}.parquet"
-                link.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(os.path.relpath(target, link.parent), link)
-                tokens = sum(len(ids) for ids in rows.input_ids[start:stop])
-                shards.append({"source": source.name, "split": split, "link": link, "rows": stop - start,
-                               "tokens": tokens})  # fmt: skip
-                position[split] += 1
-                index += 1
-    return shards
-
-
-def _write_blend(blend: BlendConfig, shards: list[dict[str, Any]], data_dir: Path) -> dict[str, list[str] | None]:
-    """Per split: a source's weight shared by its shards in proportion to their tokens; null for no data."""
-    weights = {s.name: s.weight for s in blend.sources}
-    content: dict[str, list[str] | None] = {}
-    for split in SPLITS:
-        chosen = [s for s in shards if s["split"] == split]
-        per_source: dict[str, int] = {}
-        for s in chosen:
-            per_source[s["source"]] = per_source.get(s["source"], 0) + s["tokens"]
-        entries: list[str] = []
-        for s in chosen:
-            share = weights[s["source"]] * s["tokens"] / max(per_source[s["source"]], 1)
-            entries += [format(share, ".12g"), s["link"].relative_to(data_dir).as_posix()[: -len(".parquet")]]
-        content[split] = entries or None
-    (data_dir / "blend.json").write_text(json.dumps(content, indent=2) + "\n")
-    return content
-
-
-def _metadata(
-    params: SFTDataParams, packed: dict[tuple[str, str], PackedRows], shards: list, run_hash: str
-) -> dict[str, Any]:
-    splits = {}
-    for split in SPLITS:
-        parts = [rows for (_, s), rows in packed.items() if s == split]
-        rows = sum(len(p.input_ids) for p in parts)
-        tokens = sum(p.tokens for p in parts)
-        splits[split] = {
-            "rows": rows,
-            "sequences": sum(p.sequences for p in parts),
-            "tokens": tokens,
-            "truncated": sum(p.truncated for p in parts),
-            "dropped": sum(p.dropped for p in parts),
-            "packing_efficiency": tokens / (rows * params.pack_size) if rows else None,
-        }
-    total_rows = sum(s["rows"] for s in splits.values())
-    total_tokens = sum(s["tokens"] for s in splits.values())
-    return {
-        "pack_size": params.pack_size,
-        "algorithm": params.algorithm,
-        "overlong": params.overlong,
-        "num_shards": len(shards),
-        "total_sequences": sum(s["sequences"] for s in splits.values()),
-        "total_tokens": total_tokens,
-        "packing_efficiency": total_tokens / (total_rows * params.pack_size) if total_rows else None,
-        "splits": splits,
-        "run_hash": run_hash,
-        "scale": params.scale.name,
-    }
-
-
-def _bridge_metadata(packed: dict[tuple[str, str], PackedRows], split: str, pack_size: int) -> dict[str, Any]:
-    """Megatron-Bridge's `{N}_metadata.jsonl` entry of one split (needed with `pad_cu_seqlens=True`)."""
-    parts = [rows for (_, s), rows in packed.items() if s == split]
-    starts = [row for p in parts for row in p.seq_start_id]
-    rows = [row for p in parts for row in p.input_ids]
-    lengths = [b - a for ids, s in zip(rows, starts, strict=True) for a, b in zip(s, [*s[1:], len(ids)], strict=True)]
-    return {
-        "dataset_max_seqlen": max(lengths, default=0),
-        "max_samples_per_bin": max(map(len, starts), default=0),
-        "packing_factor": round(len(lengths) / len(rows), 2) if rows else 0,
-        "packing_efficiency": round(sum(map(len, rows)) / len(rows) / pack_size * 100, 2) if rows else 0,
-        "pack_size": pack_size,
-        "min_packed_seqlen": min(map(len, rows), default=0),
-    }
 
 
 def _print_summary(metadata: dict[str, Any], blend_json: dict[str, Any]) -> None:

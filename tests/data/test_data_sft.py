@@ -191,3 +191,33 @@ def test_the_pretraining_tokenizer_artifact_is_reused_and_recorded(tmp_path, bpe
     manifest = json.loads((tmp_path / "store" / "sft-data-tiny" / "v1" / "manifest.json").read_text())
     assert manifest["used_artifacts"] == ["tokenizer-tiny:v1"]
     assert manifest["metadata"]["tokenizer_uri"] == "art://tokenizer-tiny:v1"
+
+
+def _packed_files(data: Path) -> dict[str, bytes | str]:
+    """Every file of an SFT data dir (links as their targets), its run hash made neutral."""
+    files: dict[str, bytes | str] = {}
+    for path in sorted(data.rglob("*")):
+        name = str(path.relative_to(data))
+        if path.is_symlink():
+            files[name] = str(path.readlink())
+        elif path.is_file():
+            files[name] = path.read_bytes()
+    return files
+
+
+def test_two_tasks_pack_the_same_files_as_one(tmp_path):
+    """launcher=submitit_local with 2 tasks: each packs its own source, rank 0 links and commits once."""
+    small = ["stage=sft_data", "scale.max_rows_per_source=300", "data.tokenizer.vocab_size=400"]
+    runs = {}
+    for tasks in (1, 2):
+        cwd = tmp_path / f"tasks{tasks}"
+        cwd.mkdir()
+        launcher = ["launcher=submitit_local", f"launcher.tasks_per_node={tasks}"]
+        result = nemotron(*small, *launcher, f"artifacts.manifest.root={cwd / 'store'}", cwd=cwd)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert sorted(p.parent.parent.name for p in (cwd / "store").glob("*/v*/manifest.json")) == [
+            "sft-data-tiny", "sft-tokenizer-tiny"]  # fmt: skip
+        (data,) = cwd.glob("multirun/*/*/0/data")
+        runs[tasks] = _packed_files(data)
+    assert len([name for name in runs[2] if name.endswith(".parquet")]) >= 4
+    assert runs[2] == runs[1]
