@@ -292,14 +292,20 @@ def _live_metrics(out: Path) -> Callable[[dict], None] | None:
 
 
 class _Progress:
-    """A rich progress bar on stderr: step, loss and tokens/s (rank 0 only)."""
+    """Progress on stderr (rank 0 only): a rich bar on a terminal; in a file (a Slurm log, `2> file`, CI), where
+    rich draws nothing until the end, a plain line every `every_s` seconds or tenth of the run, and at the end."""
+
+    every_s = 10.0
 
     def __init__(self, name: str, total: int, start: int, enabled: bool) -> None:
         self.name, self.total, self.start, self.enabled = name, total, start, enabled
         self._bar: Any = None
+        self._began = self._last_line = time.perf_counter()
+        self._next_step = start  # the next step at which a plain line is due (tenths of the run)
 
     def __enter__(self) -> _Progress:
-        if self.enabled:
+        self._began = self._last_line = time.perf_counter()
+        if self.enabled and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -316,7 +322,30 @@ class _Progress:
     def update(self, step: int, loss: float | None, rate: float) -> None:
         if self._bar is not None:
             self._bar.update(self._task, completed=step, loss=loss if loss is not None else float("nan"), rate=rate)
+        elif self.enabled:
+            now = time.perf_counter()
+            if step >= self._next_step or now - self._last_line >= self.every_s or step == self.total:
+                self._last_line = now
+                self._next_step = step + max(1, (self.total - self.start) // 10)
+                print(self.line(step, loss, rate, now - self._began), file=sys.stderr, flush=True)
+
+    def line(self, step: int, loss: float | None, rate: float, elapsed: float) -> str:
+        """`pretrain: step 30/60 (50%), loss 4.1234, 12.3 steps/s, 45,678 tokens/s, ETA 0:00:02`."""
+        done = step - self.start
+        steps_per_s = done / max(elapsed, 1e-9)
+        eta = (self.total - step) / steps_per_s if done else float("nan")
+        parts = [f"{self.name}: step {step}/{self.total} ({step / max(self.total, 1):.0%})"]
+        if loss is not None:
+            parts.append(f"loss {loss:.4f}")
+        parts += [f"{steps_per_s:,.2f} steps/s", f"{rate:,.0f} tokens/s"]
+        parts.append(f"ETA {self._duration(eta)}" if math.isfinite(eta) else "ETA ?")
+        return ", ".join(parts)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+    @staticmethod
+    def _duration(seconds: float) -> str:
+        minutes, secs = divmod(int(seconds + 0.5), 60)
+        return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
