@@ -128,9 +128,9 @@ class IndexedDatasetWriter:
 
         if isinstance(tokens, bytes | bytearray | memoryview):
             data, count = tokens, len(tokens) // self.dtype.itemsize
-        else:
-            array_ = np.asarray(tokens, dtype=self.dtype)
-            data, count = array_.tobytes(order="C"), len(array_)
+        else:  # written from the array's own memory, no copy
+            data = np.ascontiguousarray(tokens, dtype=self.dtype)
+            count = len(data)
         lengths = np.asarray(sequence_lengths, dtype=np.int32)
         per_document = np.asarray(sequences_per_document, dtype=np.int64)
         if int(lengths.sum()) != count or int(per_document.sum()) != len(lengths):

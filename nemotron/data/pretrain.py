@@ -1,12 +1,19 @@
 """Pretraining data: stream a blend through a tokenizer into Megatron `.bin/.idx` shards and a `blend.json`.
 
-    main process   reads each source in turn (`read_source`), sends each document to train/valid/test by a
-                   stable hash of (split_seed, source, row index), and cuts the documents of each
-                   (source, split) into shards of `shard_rows` documents, sent to workers in chunks
-    workers        tokenize a chunk (`TokenEncoder`), append EOD to each non-empty document, and return
-                   the token bytes and sequence lengths
-    main process   appends each chunk to its shard's `IndexedDatasetWriter` (in order, so the shard bytes do
-                   not depend on the number of workers); a complete shard is finalized and gets a receipt
+    main process   cuts each local, uncompressed JSONL or text source into work units of ~16 MB of whole lines
+                   (`SourceStream.line_units`, which reads each byte once for the source digest)
+    workers        read and parse a unit (`read_unit`: the same rules as reading in the main process), tokenize
+                   it (`TokenEncoder`), append EOD to each non-empty document, and return numpy arrays: tokens,
+                   sequence lengths, sequences per document, and a digest per document
+    main process   numbers the unit's rows, sends each to train/valid/test by a stable hash of (split_seed,
+                   source, row index), and cuts the documents of each (source, split) into shards of
+                   `shard_rows` documents: array slices written in bulk to each shard's `IndexedDatasetWriter`,
+                   in order, so the shard bytes do not depend on the number of workers or the unit size; a
+                   complete shard is finalized and gets a receipt
+
+Other sources (Parquet, compressed or remote files, Hugging Face datasets, synthetic), a scale limit or a resumed
+run are read in the main process (`read_source`), which assigns splits and sends chunks of documents to the
+workers. Both ways give the same shards, receipts and source records.
 
 Output, in `data_dir`:
 
@@ -45,7 +52,7 @@ from nemotron.artifacts.types import InputDatasetInfo
 from nemotron.data.indexed import IndexedDatasetWriter, bin_path, idx_path
 from nemotron.data.parallel import Passthrough, ordered_map, worker_pool
 from nemotron.data.progress import RateProgress
-from nemotron.data.sources import SPLITS, BlendConfig, ScaleConfig, read_source
+from nemotron.data.sources import SPLITS, BlendConfig, LineUnit, ScaleConfig, SourceStream, read_source, read_unit
 from nemotron.data.tokenizer import TokenEncoder
 from nemotron.errors import NemotronError
 
@@ -54,6 +61,8 @@ log = logging.getLogger(__name__)
 PLAN_FILE = "plan.json"
 BLEND_FILE = "blend.json"
 CHUNK_BYTES = 8 << 20  # a unit of work ends at chunk_rows documents or this many bytes of text
+UNIT_BYTES = 16 << 20  # a unit of work of a local JSONL or text file: whole lines, about this many bytes
+INPUT_DIGEST = "docs-xxh3"  # the scheme of ShardReceipt.input_digest
 
 
 class ShardSettings(BaseModel):
@@ -97,7 +106,9 @@ class ShardReceipt(BaseModel):
     documents: int
     sequences: int
     tokens: int
-    input_digest: str = Field(description="xxh3-128 of the shard's input documents, in order.")
+    input_digest: str = Field(
+        description="docs-xxh3: xxh3-128 of the xxh3-64 of each input document's text (UTF-8), in order."
+    )
     bin_bytes: int
     idx_bytes: int
     bin_digest: str
@@ -172,6 +183,46 @@ class _Reused:
 
 
 @dataclass
+class _Documents:
+    """Tokenized documents as numpy arrays: what a worker returns for a `LineUnit`, and slices of it."""
+
+    tokens: Any  # the shard dtype: all tokens, EOD after each non-empty document
+    sequence_lengths: Any  # int64, one per sequence (none is 0)
+    per_document: Any  # int64: sequences of each document (0 for an empty one)
+    digests: Any  # uint64: xxh3-64 of each document's text
+    parsed: int = 0  # lines parsed (good or bad)
+    bad: list[str] = field(default_factory=list)  # the malformed lines, as file:line: reason
+
+    def select(self, chosen: Any) -> _Documents:
+        """The documents where `chosen` (a boolean per document) is true, in order."""
+        import numpy as np
+
+        sequences = np.repeat(chosen, self.per_document)
+        tokens = self.tokens[np.repeat(sequences, self.sequence_lengths)]
+        return _Documents(tokens, self.sequence_lengths[sequences], self.per_document[chosen], self.digests[chosen])
+
+    def split_at(self, count: int) -> tuple[_Documents, _Documents]:
+        """The first `count` documents and the rest (views, no copies)."""
+        sequences = int(self.per_document[:count].sum())
+        tokens = int(self.sequence_lengths[:sequences].sum())
+        head = _Documents(
+            self.tokens[:tokens], self.sequence_lengths[:sequences], self.per_document[:count], self.digests[:count]
+        )
+        tail = _Documents(
+            self.tokens[tokens:], self.sequence_lengths[sequences:], self.per_document[count:], self.digests[count:]
+        )
+        return head, tail
+
+
+@dataclass
+class _SourceEnd:
+    """After the last item of a source, in order: the main process closes its shards and records what was read."""
+
+    stream: SourceStream
+    shards: _UnitShards | None  # the source's shards when it was read in units
+
+
+@dataclass
 class _OpenShard:
     key: ShardKey
     texts: list = field(default_factory=list)
@@ -191,8 +242,10 @@ def _init_worker(encoder: TokenEncoder, eod: int | None, dtype: str) -> None:
     _WORKER.update(encoder=encoder, eod=eod, dtype=dtype)
 
 
-def _encode(chunk: _Chunk) -> _Encoded:
+def _encode(chunk: _Chunk | LineUnit) -> _Encoded | _Documents:
     """Tokenize one chunk the way `preprocess_data.py` does: a list text is sentences, empty ones dropped."""
+    if isinstance(chunk, LineUnit):
+        return _encode_unit(chunk)
     flat, counts = _sentences(chunk.texts)
     ids, lengths = _WORKER["encoder"].encode_flat(flat)
     tokens, sequence_lengths, per_document = _documents(ids, lengths, counts, _WORKER["eod"])
@@ -201,6 +254,28 @@ def _encode(chunk: _Chunk) -> _Encoded:
         chunk.key, chunk.last, len(chunk.texts), data, sequence_lengths, per_document, len(tokens),
         chunk.documents, chunk.input_digest,
     )  # fmt: skip
+
+
+def _encode_unit(unit: LineUnit) -> _Documents:
+    """Read, parse and tokenize one unit of a file; numpy arrays back (the main process numbers its rows)."""
+    import numpy as np
+
+    parsed = read_unit(unit)
+    flat, counts = _sentences(parsed.texts)
+    ids, lengths = _WORKER["encoder"].encode_flat(flat)
+    tokens, sequence_lengths, per_document = _documents(ids, lengths, counts, _WORKER["eod"])
+    return _Documents(
+        tokens.astype(_WORKER["dtype"], copy=False), np.asarray(sequence_lengths, dtype=np.int64),
+        per_document.astype(np.int64, copy=False), document_digests(parsed.texts), parsed.parsed, parsed.bad,
+    )  # fmt: skip
+
+
+def document_digests(texts: list[str | list[str]]) -> Any:
+    """The xxh3-64 of each document's text (UTF-8; a list's sentences joined by \\x1e), as uint64."""
+    import numpy as np
+    import xxhash
+
+    return np.fromiter(map(xxhash.xxh3_64_intdigest, map(_document_bytes, texts)), np.uint64, len(texts))
 
 
 def _sentences(texts: list) -> tuple[list[str], Any]:
@@ -312,6 +387,7 @@ def build_shards(
     previous: PreviousRun | None = None,
     rank: int = 0,
     world: int = 1,
+    unit_bytes: int = UNIT_BYTES,
 ) -> BuildResult:
     """Tokenize every source of `blend` into shards under `data_dir`; see the module docstring.
 
@@ -320,28 +396,38 @@ def build_shards(
     """
     sources: list[InputDatasetInfo] = []
     owns = (lambda key: shard_owner(key, world) == rank) if world > 1 else None
-    items = _work_items(blend, scale, settings, chunk_rows, previous, sources, owns)
+    units = _Units(blend, settings, plan, data_dir, dtype, unit_bytes) if previous is None and owns is None else None
+    items = _work_items(blend, scale, settings, chunk_rows, previous, owns, units)
     receipts: list[ShardReceipt] = []
     writers: dict[ShardKey, IndexedDatasetWriter] = {}
     reused = 0
+    shards: _UnitShards | None = None  # those of the source being read in units
     with worker_pool(workers, _init_worker, (encoder, eod, dtype)) as pool, RateProgress("tokenizing") as progress:
         for result in ordered_map(pool, _encode, items, window=2 * max(workers, 1) + 2):
-            if isinstance(result, _Reused):
+            if isinstance(result, _UnitShards):
+                shards = result
+            elif isinstance(result, _Documents):
+                receipts += shards.add(result)
+                progress.advance(rows=len(result.per_document), tokens=len(result.tokens))
+            elif isinstance(result, _SourceEnd):
+                receipts += result.shards.close() if result.shards else []
+                sources.append(result.stream.info())
+            elif isinstance(result, _Reused):
                 previous.adopt(result.receipt, data_dir)
                 receipts.append(result.receipt)
                 reused += 1
                 progress.advance(rows=result.receipt.documents, tokens=result.receipt.tokens)
-                continue
-            writer = writers.get(result.key)
-            if writer is None:
-                writer = writers[result.key] = IndexedDatasetWriter(data_dir / result.key.prefix, dtype)
-            writer.add_documents(result.tokens, result.sequence_lengths, result.sequences_per_document)
-            progress.advance(rows=result.documents, tokens=result.num_tokens)
-            if result.last:
-                summary = writers.pop(result.key).finalize()
-                receipt = _receipt(result, summary, plan, data_dir)
-                _write_atomic(data_dir / result.key.receipt, receipt.model_dump_json(indent=2))
-                receipts.append(receipt)
+            else:
+                writer = writers.get(result.key)
+                if writer is None:
+                    writer = writers[result.key] = IndexedDatasetWriter(data_dir / result.key.prefix, dtype)
+                writer.add_documents(result.tokens, result.sequence_lengths, result.sequences_per_document)
+                progress.advance(rows=result.documents, tokens=result.num_tokens)
+                if result.last:
+                    summary = writers.pop(result.key).finalize()
+                    receipts.append(
+                        _receipt(result.key, result.shard_documents, result.input_digest, summary, plan, data_dir)
+                    )
     return BuildResult(receipts=receipts, sources=sources, elapsed_sec=progress.elapsed, reused_shards=reused)
 
 
@@ -351,14 +437,22 @@ def _work_items(
     settings: ShardSettings,
     chunk_rows: int,
     previous: PreviousRun | None,
-    sources: list[InputDatasetInfo],
     owns: Callable[[ShardKey], bool] | None = None,
-) -> Iterator[_Chunk | Passthrough]:
-    """Chunks of documents to tokenize, and finished shards of `previous` in their place."""
+    units: _Units | None = None,
+) -> Iterator[_Chunk | LineUnit | Passthrough]:
+    """Units of files or chunks of documents to tokenize, finished shards of `previous` in their place, and the
+    end of each source."""
     import xxhash
 
     for source in blend.sources:
         stream = read_source(source, scale)
+        files = stream.unit_files() if units else None
+        if files:
+            shards = units.shards(stream)
+            yield Passthrough(shards)
+            yield from stream.line_units(files, units.unit_bytes)
+            yield Passthrough(_SourceEnd(stream, shards))
+            continue
         shards = {split: _OpenShard(ShardKey(source.name, split, 0), digest=xxhash.xxh3_128()) for split in SPLITS}
         for row, text in enumerate(stream.texts()):
             shard = shards[blend.splits.assign(settings.split_seed, source.name, row)]
@@ -366,14 +460,14 @@ def _work_items(
             shard.texts.append(text)
             shard.documents += 1
             shard.chunk_bytes += len(data)
-            shard.digest.update(data)
+            shard.digest.update(xxhash.xxh3_64_intdigest(data).to_bytes(8, "little"))
             full = shard.documents == settings.shard_rows
             if full or len(shard.texts) >= chunk_rows or shard.chunk_bytes >= CHUNK_BYTES:
                 yield from _flush(shard, full, previous, owns)
         for shard in shards.values():
             if shard.documents:
                 yield from _flush(shard, True, previous, owns)
-        sources.append(stream.info())
+        yield Passthrough(_SourceEnd(stream, None))
 
 
 def _flush(
@@ -383,15 +477,18 @@ def _flush(
 
     mine = owns is None or owns(shard.key)
     done = previous.finished(shard.key) if previous and mine else None
+    if done is not None and not done.input_digest.startswith(f"{INPUT_DIGEST}:"):
+        log.info("Redoing %s: its receipt digests the input the way of an older version", shard.key.prefix)
+        done = None
     if not mine:
         pass  # another rank makes this shard: only its place in the source counts here
     elif done is None:
         chunk = _Chunk(shard.key, shard.texts, last)
         if last:
-            chunk.documents, chunk.input_digest = shard.documents, f"xxh3_128:{shard.digest.hexdigest()}"
+            chunk.documents, chunk.input_digest = shard.documents, f"{INPUT_DIGEST}:{shard.digest.hexdigest()}"
         yield chunk
     elif last:
-        if done.input_digest != f"xxh3_128:{shard.digest.hexdigest()}" or done.documents != shard.documents:
+        if done.input_digest != f"{INPUT_DIGEST}:{shard.digest.hexdigest()}" or done.documents != shard.documents:
             raise NemotronError(
                 f"Cannot resume: the input documents of {shard.key.prefix} differ from those of the interrupted "
                 f"run in {previous.data_dir} (the source changed since). Run again without stage.resume_from."
@@ -406,28 +503,120 @@ def _flush(
 
 
 def _document_bytes(text: str | list[str]) -> bytes:
-    return (text if isinstance(text, str) else "\x1e".join(text)).encode("utf-8", "surrogatepass") + b"\x00"
+    return (text if isinstance(text, str) else "\x1e".join(text)).encode("utf-8", "surrogatepass")
 
 
-def _receipt(result: _Encoded, summary: Any, plan: DataPlan, data_dir: Path) -> ShardReceipt:
-    prefix = data_dir / result.key.prefix
-    if summary.documents != result.shard_documents:
-        raise RuntimeError(f"{prefix}: wrote {summary.documents} documents, expected {result.shard_documents}")
-    return ShardReceipt(
+def _receipt(
+    key: ShardKey, documents: int, input_digest: str, summary: Any, plan: DataPlan, data_dir: Path
+) -> ShardReceipt:
+    """The receipt of a finalized shard, written (last: a shard without one is unfinished) and returned."""
+    prefix = data_dir / key.prefix
+    if summary.documents != documents:
+        raise RuntimeError(f"{prefix}: wrote {summary.documents} documents, expected {documents}")
+    receipt = ShardReceipt(
         plan_hash=plan.plan_hash,
-        source=result.key.source,
-        split=result.key.split,
-        index=result.key.index,
-        prefix=result.key.prefix,
+        source=key.source,
+        split=key.split,
+        index=key.index,
+        prefix=key.prefix,
         documents=summary.documents,
         sequences=summary.sequences,
         tokens=summary.tokens,
-        input_digest=result.input_digest,
+        input_digest=input_digest,
         bin_bytes=bin_path(prefix).stat().st_size,
         idx_bytes=idx_path(prefix).stat().st_size,
         bin_digest=file_digest(bin_path(prefix)),
         idx_digest=file_digest(idx_path(prefix)),
     )
+    _write_atomic(data_dir / key.receipt, receipt.model_dump_json(indent=2))
+    return receipt
+
+
+# -- sources read in units: rows numbered, split and cut into shards in the main process --------------------
+
+
+@dataclass
+class _Units:
+    """What the shards of every source read in units share."""
+
+    blend: BlendConfig
+    settings: ShardSettings
+    plan: DataPlan
+    data_dir: Path
+    dtype: str
+    unit_bytes: int
+
+    def shards(self, stream: SourceStream) -> _UnitShards:
+        return _UnitShards(self, stream)
+
+
+class _UnitShards:
+    """The shards of one source read in units: each unit's documents (in order) go to their split's open shard."""
+
+    def __init__(self, units: _Units, stream: SourceStream) -> None:
+        self.units, self.stream, self.name = units, stream, stream.source.name
+        self.rows = 0
+        self.open: dict[str, tuple[ShardKey, IndexedDatasetWriter, Any, int]] = {}  # writer, digest, documents
+        self.next_index = dict.fromkeys(SPLITS, 0)
+
+    def add(self, unit: _Documents) -> list[ShardReceipt]:
+        """Route the documents of the next unit; the receipts of the shards this fills."""
+        self.stream.add_unit(len(unit.per_document), unit.parsed, unit.bad)
+        splits = self._splits(len(unit.per_document))
+        self.rows += len(unit.per_document)
+        receipts: list[ShardReceipt] = []
+        for code, split in enumerate(SPLITS):
+            chosen = splits == code
+            if chosen.all():
+                receipts += self._append(split, unit)
+            elif chosen.any():
+                receipts += self._append(split, unit.select(chosen))
+        return receipts
+
+    def close(self) -> list[ShardReceipt]:
+        """After the last unit: finalize the open shards, then the checks that end reading a source."""
+        receipts = [self._finalize(split) for split in SPLITS if split in self.open]
+        self.stream.finish()
+        return receipts
+
+    def _splits(self, count: int) -> Any:
+        """The split of each of the next `count` rows, as an index into SPLITS (SplitFractions.assign's rule)."""
+        import numpy as np
+
+        splits, seed = self.units.blend.splits, self.units.settings.split_seed
+        only = splits.only_split()
+        if only is not None:
+            return np.full(count, SPLITS.index(only), dtype=np.int8)
+        code = {split: i for i, split in enumerate(SPLITS)}
+        rows = range(self.rows, self.rows + count)
+        return np.fromiter((code[splits.assign(seed, self.name, row)] for row in rows), np.int8, count)
+
+    def _append(self, split: str, documents: _Documents) -> list[ShardReceipt]:
+        import xxhash
+
+        receipts = []
+        shard_rows = self.units.settings.shard_rows
+        while len(documents.per_document):
+            if split not in self.open:
+                key = ShardKey(self.name, split, self.next_index[split])
+                self.next_index[split] += 1
+                writer = IndexedDatasetWriter(self.units.data_dir / key.prefix, self.units.dtype)
+                self.open[split] = (key, writer, xxhash.xxh3_128(), 0)
+            key, writer, digest, count = self.open[split]
+            head, documents = documents.split_at(shard_rows - count)
+            writer.add_documents(head.tokens, head.sequence_lengths, head.per_document)
+            digest.update(head.digests.astype("<u8", copy=False))
+            self.open[split] = (key, writer, digest, count + len(head.per_document))
+            if count + len(head.per_document) == shard_rows:
+                receipts.append(self._finalize(split))
+        return receipts
+
+    def _finalize(self, split: str) -> ShardReceipt:
+        key, writer, digest, count = self.open.pop(split)
+        units = self.units
+        return _receipt(
+            key, count, f"{INPUT_DIGEST}:{digest.hexdigest()}", writer.finalize(), units.plan, units.data_dir
+        )
 
 
 # -- blend.json -------------------------------------------------------------------------------------------

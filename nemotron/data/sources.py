@@ -26,6 +26,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -40,6 +41,7 @@ _COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", 
 _FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 _FORMATS |= {".txt": "text", ".text": "text"}
 _BAD_LINES_SHOWN = 5
+_BELOW_ONE = 1 - 2**-53  # the largest float below 1
 
 
 class SourceConfig(BaseModel):
@@ -101,10 +103,15 @@ class SplitFractions(BaseModel):
             raise ValueError(f"split fractions must add up to 1, got {total:g}")
         return self
 
+    def only_split(self) -> str | None:
+        """The split that gets every row when only one has a nonzero fraction (no hashing needed), else None."""
+        nonzero = [split for split in SPLITS if getattr(self, split) > 0]
+        return nonzero[0] if len(nonzero) == 1 else None
+
     def assign(self, seed: int, source: str, row: int) -> str:
         """train, valid or test for one row: a stable hash of (seed, source name, row index), nothing else."""
         digest = hashlib.blake2b(f"{seed}:{source}:{row}".encode(), digest_size=8).digest()
-        u = int.from_bytes(digest, "little") / 2**64
+        u = min(int.from_bytes(digest, "little") / 2**64, _BELOW_ONE)  # 2**64 - 1 rounds to 1.0: a split of 0 got it
         if u < self.train:
             return "train"
         return "valid" if u < self.train + self.valid else "test"
@@ -190,10 +197,13 @@ class SourceStream:
                 yield row
         finally:
             self._check_bad_lines()
+        self._check_rows(after_limits=index > 0)
+
+    def _check_rows(self, after_limits: bool = False) -> None:
         if self.rows == 0:
             raise NemotronError(
                 f"Source {self.source.name!r} ({self._uri()}) produced no rows"
-                + (f" after the scale limits (scale={self.scale.name})" if index else "")
+                + (f" after the scale limits (scale={self.scale.name})" if after_limits else "")
                 + ". Check the path, glob, split or subset, and that the files are not empty."
             )
 
@@ -205,26 +215,70 @@ class SourceStream:
         refuses (NaN, a lone surrogate) is parsed by `json`, which decides whether the line is malformed.
         """
         self._loads = _text_loads()
-        field = self.source.text_field
         for row in self:
-            value = row.get(field) if isinstance(row, dict) else None
-            if value is None and isinstance(row, dict) and field in row:
-                raise NemotronError(
-                    f"Source {self.source.name!r}: the text field {field!r} is null in the row at {self.location}. "
-                    "Remove the rows without text, or fill them."
-                )
-            if value is None:
-                keys = ", ".join(sorted(row)) if isinstance(row, dict) else type(row).__name__
-                raise NemotronError(
-                    f"Source {self.source.name!r}: the row at {self.location} has no text field {field!r} "
-                    f"(its fields: {keys or 'none'}). Set text_field to the column that holds the text."
-                )
-            if not isinstance(value, str) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-                raise NemotronError(
-                    f"Source {self.source.name!r}: the field {field!r} at {self.location} is a "
-                    f"{type(value).__name__}, not a string or a list of strings."
-                )
-            yield value
+            yield text_of(row, self.source.name, self.source.text_field, self.location)
+
+    # -- or in line units, parsed by workers --------------------------------------------------------------
+
+    def unit_files(self) -> list[str] | None:
+        """The files of this source when workers can parse it in `LineUnit`s, else None (then iterate it).
+
+        That takes local, uncompressed JSONL or text files (a worker reads its byte range itself) and no scale
+        limit (the fraction and the row cap decide row by row, in order).
+        """
+        if self.source.kind != "files" or self.scale.fraction != 1 or self.scale.row_cap(self.source) is not None:
+            return None
+        files = expand_files(self.source.uri)
+        for url in files:
+            fmt, compression = detect_format(url, self.source.format)
+            if fmt == "parquet" or compression or "://" in url:
+                return None
+        return files
+
+    def line_units(self, files: list[str], unit_bytes: int) -> Iterator[LineUnit]:
+        """`files` in units of about `unit_bytes` that end at line ends; each byte is read here once, for the digest.
+
+        Afterwards `add_unit` each parsed unit in order, then `finish()`: the stream then holds what iterating
+        it would have (rows, bad lines, digest, `info()`), and the same errors are raised.
+        """
+        import xxhash
+
+        self._digest = xxhash.xxh3_128()
+        for path in files:
+            fmt, _ = detect_format(path, self.source.format)
+            size = os.path.getsize(path)
+            self._files += 1
+            self._bytes += size
+            with open(path, "rb") as f:
+                start, line = 0, 1
+                while start < size:
+                    f.seek(start)
+                    data = f.read(unit_bytes)
+                    if not data:  # the file shrank while it was read
+                        break
+                    cut = _unit_end(data, start + len(data) >= size)
+                    while not cut:  # one line longer than a unit: the unit ends where it does
+                        more = f.read(unit_bytes)
+                        data += more
+                        cut = _unit_end(data, not more or start + len(data) >= size)
+                    self._digest.update(memoryview(data)[:cut])
+                    yield LineUnit(self.source.name, path, fmt, self.source.text_field, start, start + cut, line)
+                    line += data.count(b"\n", 0, cut)
+                    start += cut
+
+    def add_unit(self, rows: int, parsed: int, bad: list[str]) -> None:
+        """Count the rows of one parsed unit (in order); warn about its first malformed lines like iterating does."""
+        self.rows += rows
+        self._lines += parsed
+        for line in bad:
+            self._bad.append(line)
+            if len(self._bad) <= _BAD_LINES_SHOWN:
+                log.warning("Source %r: skipping a malformed line at %s", self.source.name, line)
+
+    def finish(self) -> None:
+        """After the last unit: the checks that end an iteration (too many bad lines, no rows)."""
+        self._check_bad_lines()
+        self._check_rows()
 
     def info(self) -> InputDatasetInfo:
         """What was read: uri, rows, bytes (as stored), files and an xxh3-128 digest of the rows read."""
@@ -345,6 +399,100 @@ class SourceStream:
         if source.kind == "hf":
             return f"hf://datasets/{hf_dataset_id(source.uri)}"
         return source.uri if "://" in source.uri else os.path.abspath(source.uri)
+
+
+def text_of(row: Any, source: str, field: str, location: str) -> str | list[str]:
+    """The text field of a row: a string, or a list of strings; a clear error for anything else."""
+    value = row.get(field) if isinstance(row, dict) else None
+    if isinstance(value, str):
+        return value
+    if value is None and isinstance(row, dict) and field in row:
+        raise NemotronError(
+            f"Source {source!r}: the text field {field!r} is null in the row at {location}. "
+            "Remove the rows without text, or fill them."
+        )
+    if value is None:
+        keys = ", ".join(sorted(row)) if isinstance(row, dict) else type(row).__name__
+        raise NemotronError(
+            f"Source {source!r}: the row at {location} has no text field {field!r} "
+            f"(its fields: {keys or 'none'}). Set text_field to the column that holds the text."
+        )
+    if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise NemotronError(
+            f"Source {source!r}: the field {field!r} at {location} is a {type(value).__name__}, not a string or a "
+            "list of strings."
+        )
+    return value
+
+
+# -- line units: a byte range of a file, parsed in a worker ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineUnit:
+    """Bytes `start:end` (whole lines) of a local, uncompressed JSONL or text file; `first_line` numbers the first."""
+
+    source: str
+    path: str
+    fmt: str
+    text_field: str
+    start: int
+    end: int
+    first_line: int
+
+
+@dataclass
+class UnitTexts:
+    """A parsed `LineUnit`: the text of each row, the lines parsed (good or bad) and the malformed ones."""
+
+    texts: list[str | list[str]]
+    parsed: int
+    bad: list[str]
+
+
+def read_unit(unit: LineUnit) -> UnitTexts:
+    """Parse a `LineUnit` as `SourceStream` parses those lines: blank lines skipped, malformed JSON lines listed."""
+    with open(unit.path, "rb") as f:
+        f.seek(unit.start)
+        data = f.read(unit.end - unit.start)
+    if len(data) != unit.end - unit.start:
+        raise NemotronError(f"Source {unit.source!r}: {unit.path} changed while it was read. Run again.")
+    lines = data.split(b"\n")
+    if unit.fmt == "text":
+        try:
+            rows = [line.decode("utf-8").rstrip("\r") for line in lines if line and not line.isspace()]
+        except UnicodeDecodeError as exc:
+            raise NemotronError(
+                f"Source {unit.source!r}: cannot read {unit.path} as text (bytes {unit.start}-{unit.end}): {exc}. The "
+                "file is damaged or not in the format its name says: fix or replace it, or set format on the source."
+            ) from exc
+        return UnitTexts(rows, 0, [])
+    loads, field = _text_loads(), unit.text_field
+    texts: list[str | list[str]] = []
+    bad: list[str] = []
+    parsed = 0
+    for number, line in enumerate(lines, unit.first_line):
+        if not line or line.isspace():
+            continue
+        parsed += 1
+        try:
+            row = loads(line)
+        except ValueError as exc:
+            bad.append(f"{unit.path}:{number}: {exc}")
+            continue
+        value = row.get(field) if type(row) is dict else None
+        if type(value) is not str:  # the rare row: checked in full
+            if not isinstance(row, dict):
+                bad.append(f"{unit.path}:{number}: a JSON line must hold an object, not a {type(row).__name__}")
+                continue
+            value = text_of(row, unit.source, field, f"{unit.path}:{number}")
+        texts.append(value)
+    return UnitTexts(texts, parsed, bad)
+
+
+def _unit_end(data: bytes, last: bool) -> int:
+    """Where a unit read as `data` ends: after its last newline, or at its end when it ends the file."""
+    return len(data) if last else data.rfind(b"\n") + 1
 
 
 def _read_errors() -> tuple[type[BaseException], ...]:

@@ -125,7 +125,7 @@ def test_pipeline_output_is_byte_identical_to_preprocess_data(
         builder.add_document(doc_ids, sentence_lens)
     builder.finalize(str(tmp_path / "megatron_text_document.idx"))
 
-    # Ours: the pretrain_data engine, every document to train, small chunks through two worker processes.
+    # Ours: the pretrain_data engine, every document to train, units of a line or two through two worker processes.
     tokenizer = load_tokenizer(tokenizer_dir)
     blend = BlendConfig(
         sources=[{"name": "corpus", "uri": str(jsonl)}], splits={"train": 1.0, "valid": 0.0, "test": 0.0}
@@ -142,6 +142,7 @@ def test_pipeline_output_is_byte_identical_to_preprocess_data(
         data_dir=data_dir,
         workers=2,
         chunk_rows=7,
+        unit_bytes=97,
     )
     (receipt,) = result.receipts
     assert receipt.documents == len(corpus)
