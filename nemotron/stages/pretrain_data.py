@@ -30,16 +30,19 @@ from nemotron.artifacts.types import PretrainBlendsArtifact, TokenizerArtifact
 from nemotron.data.indexed import token_dtype
 from nemotron.data.parallel import resolve_workers
 from nemotron.data.pretrain import (
+    BLEND_FILE,
     PLAN_FILE,
     BuildResult,
     DataPlan,
     PreviousRun,
+    ShardKey,
     ShardReceipt,
     ShardSettings,
     build_shards,
     write_blend,
 )
 from nemotron.data.ranks import RankGroup
+from nemotron.data.remote import check_fresh, remote_url, upload, upload_tree
 from nemotron.data.sources import SPLITS, BlendConfig, ScaleConfig, read_source
 from nemotron.data.tokenizer import TokenEncoder, TokenizerConfig, load_tokenizer, tokenizer_digest, train_bpe
 from nemotron.distributed import is_rank0
@@ -73,8 +76,11 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     rank0 = is_rank0()  # the other ranks of a multi-task job write into the directory rank 0 checked and made
     fresh = ("data", "tokenizer") if rank0 else ()
     hint = ", or resume into a new one with stage.resume_from"
-    out = output_dir(params.output_dir, fresh, hint=hint, resume_if_requeued=True)
+    remote = remote_url(params.output_dir)  # s3://...: made in the job's output dir, copied there (remote.py)
+    out = output_dir(None if remote else params.output_dir, fresh, hint=hint, resume_if_requeued=True)
     data_dir, tokenizer_dir = out / "data", out / "tokenizer"
+    if remote and rank0:
+        check_fresh(remote, fresh)
     with RankGroup.of_job(out, params.rank_timeout_s) as ranks:
         if ranks.world > 1:
             log.info("Rank %d of %d: making the shards shard_owner gives this rank", ranks.rank, ranks.world)
@@ -108,6 +114,8 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
             rank=ranks.rank,
             world=ranks.world,
         )
+        if remote:  # this rank's shards, before it says it is done
+            upload(data_dir, f"{remote}/data", [f for r in result.receipts for f in _shard_files(r)])
         if not ranks.is_rank0:
             ranks.finish(RankResult.of(result).model_dump_json())
             log.info("Rank %d done: %d shard(s), %d of them reused", ranks.rank, len(result.receipts),
@@ -129,16 +137,19 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     metadata |= {"documents": sum(c[0] for c in counts.values()), "reused_shards": result.reused_shards}
     metadata |= {"tokenized_shards": len(result.receipts) - result.reused_shards, "ranks": ranks.world}
     metadata |= {"scale": params.scale.name}
+    if remote:  # the shared files last: the data is complete once blend.json is there
+        upload(data_dir, f"{remote}/data", [PLAN_FILE, BLEND_FILE])
+        upload_tree(tokenizer_dir, f"{remote}/tokenizer")
     return {
         "tokenizer": TokenizerArtifact(
-            path=str(tokenizer_dir),
+            path=f"{remote}/tokenizer" if remote else str(tokenizer_dir),
             name=tokenizer_name,
             vocab_size=len(tokenizer),
             metadata={"source": tokenizer_source, "digest": tokenizer_digest(tokenizer), "eos": tokenizer.eos_token},
         ),
         # `art://<name>` with no version: the callback commits the tokenizer first and pins this to its version.
         "data": PretrainBlendsArtifact(
-            path=str(data_dir),
+            path=f"{remote}/data" if remote else str(data_dir),
             name=params.scale.artifact_name(params.name),
             blend_path="blend.json",
             num_shards=len(result.receipts),
@@ -152,6 +163,12 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
             metadata=metadata,
         ),
     }
+
+
+def _shard_files(receipt: ShardReceipt) -> list[str]:
+    """A finished shard's files, relative to the data directory: .bin, .idx, then its receipt."""
+    key = ShardKey(receipt.source, receipt.split, receipt.index)
+    return [f"{receipt.prefix}.bin", f"{receipt.prefix}.idx", key.receipt]
 
 
 class RankResult(BaseModel):

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from nemotron.artifacts.types import SFTDataArtifact, TokenizerArtifact
 from nemotron.data.progress import RateProgress
 from nemotron.data.ranks import RankGroup
+from nemotron.data.remote import check_fresh, remote_url, upload, upload_tree
 from nemotron.data.sft import ChatTokenizer
 from nemotron.data.sft_dataset import (
     PackSettings,
@@ -85,8 +86,12 @@ class RankPacks(BaseModel):
 
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     params = stage_params(cfg, SFTDataParams)
-    out = output_dir(params.output_dir, ("data", "tokenizer") if is_rank0() else ())
+    fresh = ("data", "tokenizer") if is_rank0() else ()
+    remote = remote_url(params.output_dir)  # s3://...: made in the job's output dir, copied there (remote.py)
+    out = output_dir(None if remote else params.output_dir, fresh)
     data_dir = out / "data"
+    if remote and fresh:
+        check_fresh(remote, fresh)
     settings = PackSettings(**params.model_dump(include=set(PackSettings.model_fields)))
     with RankGroup.of_job(out, params.rank_timeout_s) as ranks:
         ranks.wait_ready("rank 0 prepared the tokenizer")
@@ -101,6 +106,9 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
             packs = {s.name: pack_source(s, params.blend, params.scale, settings, chat, data_dir, run_hash, progress)
                      for s in mine}  # fmt: skip
         elapsed = progress.elapsed
+        if remote:  # this rank's packed files, before it says it is done
+            upload(data_dir, f"{remote}/data", [path for pack in packs.values() for part in pack.parts
+                                                for path, _, _ in part.shards])  # fmt: skip
         if not ranks.is_rank0:
             ranks.finish(RankPacks(run_hash=run_hash, packs=packs, elapsed_sec=elapsed).model_dump_json())
             return None
@@ -117,18 +125,26 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     _check_not_empty(params, ordered)
     metadata, blend_json = write_dataset(params.blend, ordered, settings, data_dir, run_hash, params.scale.name)
     _print_summary(metadata, blend_json)
+    if remote:  # the split links (as copies: object stores have no links), blend and metadata last
+        links = sorted(p.relative_to(data_dir).as_posix() for p in (data_dir / "splits").rglob("*.parquet"))
+        upload(
+            data_dir, f"{remote}/data", [*links, "blend.json", "metadata.json", f"{params.pack_size}_metadata.jsonl"]
+        )
+        if trained:
+            upload_tree(out / "tokenizer", f"{remote}/tokenizer")
+    where = remote or str(out)
 
     tokenizer_name = params.scale.artifact_name(params.tokenizer_name)
     outputs: dict[str, Any] = {}
     if trained:
         outputs["tokenizer"] = TokenizerArtifact(
-            path=str(out / "tokenizer"),
+            path=f"{where}/tokenizer",
             name=tokenizer_name,
             vocab_size=len(tokenizer),
             metadata={"source": "trained (byte-level BPE on the SFT blend)", "digest": tokenizer_digest(tokenizer)},
         )
     outputs["data"] = SFTDataArtifact(
-        path=str(data_dir),
+        path=f"{where}/data",
         name=params.scale.artifact_name(params.name),
         pack_size=params.pack_size,
         num_shards=metadata["num_shards"],

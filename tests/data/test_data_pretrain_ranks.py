@@ -23,8 +23,9 @@ TIMEOUT_S = 300
 SETTINGS = ["stage=pretrain_data", "data=multi", "scale=full", "stage.workers=1", "stage.rank_timeout_s=15"]
 
 
-def nemotron(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def nemotron(*args: str, cwd: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEMOTRON_") and k != "HYDRA_FULL_ERROR"}
+    env |= extra_env
     return subprocess.run(
         [sys.executable, "-m", "nemotron", *args], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=TIMEOUT_S, input="",
@@ -108,6 +109,41 @@ def test_several_tasks_commit_one_artifact_with_the_shards_of_one_task(corpus, o
     assert manifest["metadata"]["metadata"]["ranks"] == tasks
     logs = "".join(p.read_text() for p in cwd.glob("multirun/*/*/.submitit/*/*_log.err"))
     assert all(f"Rank {rank} of {tasks}" in logs for rank in range(1, tasks)), logs[-3000:]
+
+
+def test_several_tasks_write_to_s3(corpus, one_task):
+    """stage.output_dir=s3://...: the ranks copy their shards there, rank 0 the shared files; the artifact's
+    path is the URL, and the files there are those of a 1-task run on local disk."""
+    pytest.importorskip("s3fs", reason="s3:// outputs need the s3 extra: pip install -e '.[dev]'")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+    import fsspec
+    from s3server import moto_s3, s3_env
+
+    base, conf = corpus
+    cwd = base / "s3"
+    cwd.mkdir()
+    with moto_s3("data-bucket") as endpoint:
+        env = s3_env(endpoint)
+        result = nemotron(
+            *conf, *SETTINGS, "stage.shard_rows=100", f"artifacts.manifest.root={cwd / 'store'}",
+            "stage.output_dir=s3://data-bucket/run1", "launcher=submitit_local", "launcher.tasks_per_node=2",
+            cwd=cwd, **env,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        manifest = json.loads((cwd / "store" / "pretrain-data" / "v1" / "manifest.json").read_text())
+        assert manifest["path"] == "s3://data-bucket/run1/data"
+        fs = fsspec.filesystem("s3", endpoint_url=endpoint, key=env["AWS_ACCESS_KEY_ID"],
+                               secret=env["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
+        root = "data-bucket/run1/data/"
+        remote = {p[len(root):]: fs.cat_file(p) for p in fs.find(root) if "/shards/" in p or "/receipts/" in p}
+        remote["blend.json"] = fs.cat_file(root + "blend.json")
+        assert remote == one_task
+        assert fs.exists("data-bucket/run1/tokenizer/tokenizer.json") and fs.exists(root + "plan.json")
+
+        again = nemotron(*conf, *SETTINGS, "stage.output_dir=s3://data-bucket/run1",
+                         f"artifacts.manifest.root={cwd / 'store'}", cwd=cwd, **env)  # fmt: skip
+        assert again.returncode != 0 and "s3://data-bucket/run1/data already exists" in again.stderr
+        assert "Traceback" not in again.stderr
 
 
 def test_a_killed_rank_fails_the_job_and_the_rerun_makes_only_the_missing_shards(tmp_path, bpe_dir):

@@ -221,3 +221,31 @@ def test_two_tasks_pack_the_same_files_as_one(tmp_path):
         runs[tasks] = _packed_files(data)
     assert len([name for name in runs[2] if name.endswith(".parquet")]) >= 4
     assert runs[2] == runs[1]
+
+
+def test_an_s3_output_holds_the_files_with_the_links_as_copies(tmp_path):
+    pytest.importorskip("s3fs", reason="s3:// outputs need the s3 extra: pip install -e '.[dev]'")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+    import os
+
+    import fsspec
+    from s3server import moto_s3, s3_env
+
+    small = ["stage=sft_data", "scale.max_rows_per_source=300", "data.tokenizer.vocab_size=400"]
+    with moto_s3("sft-bucket") as endpoint:
+        env = {**os.environ, **s3_env(endpoint)}
+        result = subprocess.run(
+            [sys.executable, "-m", "nemotron", *small, "stage.output_dir=s3://sft-bucket/run",
+             f"artifacts.manifest.root={tmp_path / 'store'}"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, input="",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        manifest = json.loads((tmp_path / "store" / "sft-data-tiny" / "v1" / "manifest.json").read_text())
+        assert manifest["path"] == "s3://sft-bucket/run/data"
+        (local,) = tmp_path.glob("outputs/*/*/data")  # where the job made them
+        fs = fsspec.filesystem("s3", endpoint_url=endpoint, key=env["AWS_ACCESS_KEY_ID"],
+                               secret=env["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
+        blend = json.loads(fs.cat_file("sft-bucket/run/data/blend.json"))
+        for prefix in blend["train"][1::2]:
+            assert fs.cat_file(f"sft-bucket/run/data/{prefix}.parquet") == (local / f"{prefix}.parquet").read_bytes()
+        assert fs.exists("sft-bucket/run/tokenizer/tokenizer.json")
