@@ -402,7 +402,8 @@ def build_shards(
     writers: dict[ShardKey, IndexedDatasetWriter] = {}
     reused = 0
     shards: _UnitShards | None = None  # those of the source being read in units
-    with worker_pool(workers, _init_worker, (encoder, eod, dtype)) as pool, RateProgress("tokenizing") as progress:
+    progress = RateProgress("tokenizing", total_rows=scale.expected_rows(blend.sources) if world == 1 else None)
+    with worker_pool(workers, _init_worker, (encoder, eod, dtype)) as pool, progress:
         for result in ordered_map(pool, _encode, items, window=2 * max(workers, 1) + 2):
             if isinstance(result, _UnitShards):
                 shards = result

@@ -86,9 +86,15 @@ class RateProgress:
         return self
 
     def _line(self) -> str:
+        """`tokenizing: 120,000 rows (4,000/s), 9,000,000 tokens (300,000/s), ETA 0:01:10` (ETA with a total)."""
         f = self._fields()
-        return (f"{self.description}: {f['rows']:,} rows ({f['rows_per_s']:,.0f}/s), {f['tokens']:,} tokens "
+        line = (f"{self.description}: {f['rows']:,} rows ({f['rows_per_s']:,.0f}/s), {f['tokens']:,} tokens "
                 f"({f['tokens_per_s']:,.0f}/s)")  # fmt: skip
+        if self.total_rows and f["rows_per_s"] > 0:
+            left = max(self.total_rows - self.rows, 0) / f["rows_per_s"]
+            minutes, seconds = divmod(int(left + 0.5), 60)
+            line += f", ETA {minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+        return line
 
     def advance(self, rows: int = 0, tokens: int = 0) -> None:
         self.rows += rows

@@ -148,6 +148,13 @@ class ScaleConfig(BaseModel):
         """`base` plus the scale suffix, so a tiny run can never be mistaken for a full one."""
         return base if not self.suffix or base.endswith(self.suffix) else f"{base}{self.suffix}"
 
+    def expected_rows(self, sources: list[SourceConfig]) -> int | None:
+        """The rows `sources` will give, where that is known before reading them (synthetic ones): for an ETA."""
+        if any(source.kind != "synthetic" for source in sources):
+            return None
+        rows = (math.floor((source.num_rows or 0) * self.fraction) for source in sources)
+        return sum(min(r, self.max_rows_per_source or r) for r in rows)
+
     def row_cap(self, source: SourceConfig) -> int | None:
         caps = [c for c in (self.max_rows_per_source, None if source.kind == "synthetic" else source.num_rows) if c]
         return min(caps) if caps else None

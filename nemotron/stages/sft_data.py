@@ -102,7 +102,7 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
                           **settings.files_part(), tokenizer=tokenizer_digest(tokenizer))  # fmt: skip
         ranks.publish_ready()
         mine = [s for i, s in enumerate(params.blend.sources) if source_owner(i, ranks.world) == ranks.rank]
-        with RateProgress("tokenizing + packing") as progress:
+        with RateProgress("tokenizing + packing", total_rows=params.scale.expected_rows(mine)) as progress:
             packs = {s.name: pack_source(s, params.blend, params.scale, settings, chat, data_dir, run_hash, progress)
                      for s in mine}  # fmt: skip
         elapsed = progress.elapsed

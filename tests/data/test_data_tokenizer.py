@@ -104,3 +104,19 @@ def test_rate_progress_prints_heartbeats_when_stderr_is_not_a_terminal(capsys):
         time.sleep(0.3)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tokenizing: 3 rows")]
     assert len(lines) >= 3 and "42 tokens" in lines[0], lines
+
+
+def test_rate_progress_lines_give_an_eta_when_the_total_is_known(capsys):
+    from nemotron.data.progress import RateProgress
+    from nemotron.data.sources import ScaleConfig, SourceConfig
+
+    synthetic = [SourceConfig(name=f"s{i}", kind="synthetic", task="pretrain", num_rows=1000) for i in range(2)]
+    assert ScaleConfig(max_rows_per_source=300).expected_rows(synthetic) == 600
+    assert ScaleConfig(fraction=0.5).expected_rows(synthetic) == 1000
+    assert ScaleConfig().expected_rows([*synthetic, SourceConfig(name="f", uri="/data/*.jsonl")]) is None
+
+    with RateProgress("tokenizing", total_rows=600, heartbeat_s=0.05) as progress:
+        progress.advance(rows=300, tokens=42)
+        time.sleep(0.3)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tokenizing: 300 rows")]
+    assert lines and ", ETA 0:" in lines[-1], lines
