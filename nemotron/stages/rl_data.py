@@ -30,15 +30,12 @@ from omegaconf import DictConfig
 from pydantic import BaseModel, ConfigDict, Field
 
 from nemotron.artifacts.types import SplitJsonlDataArtifact
-from nemotron.data.progress import RateProgress
-from nemotron.data.rl import KEYS, JsonlWriter, RowFormat, rl_row
-from nemotron.data.sources import SPLITS, BlendConfig, ScaleConfig, read_source
+from nemotron.data.rl import FILES, KEYS, RowFormat, write_splits
+from nemotron.data.sources import SPLITS, BlendConfig, ScaleConfig
 from nemotron.errors import NemotronError
 from nemotron.job import output_dir, stage_params
 
 log = logging.getLogger(__name__)
-
-FILES = {"train": "train.jsonl", "valid": "val.jsonl", "test": "test.jsonl"}  # NeMo-RL's names: train/val/test
 
 
 class RLDataParams(BaseModel):
@@ -71,59 +68,46 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     data_dir = output_dir(params.output_dir, ("data",)) / "data"
     data_dir.mkdir(parents=True)
 
-    writers = {split: JsonlWriter(data_dir / FILES[split]) for split in SPLITS}
-    seen: set[str] = set()
-    duplicates = 0
-    sources, source_splits = [], []
-    input_key = KEYS[params.format][0]
-    with RateProgress("writing RL rows") as progress:
-        for source in params.blend.sources:
-            stream = read_source(source, params.scale)
-            counts = dict.fromkeys(SPLITS, 0)
-            for row_index, row in enumerate(stream):
-                out = rl_row(row, stream.location, params.problem_field, params.answer_field, params.format)
-                if params.dedupe:
-                    if out[input_key] in seen:
-                        duplicates += 1
-                        continue
-                    seen.add(out[input_key])
-                split = pinned.get(source.name) or params.blend.splits.assign(params.split_seed, source.name, row_index)
-                writers[split].write(out)
-                counts[split] += 1
-                progress.advance(rows=1)
-            sources.append(stream.info())
-            source_splits.append({"source": source.name, **{FILES[s].split(".")[0]: counts[s] for s in SPLITS}})
-    for writer in writers.values():
-        writer.close()
-    if not writers["train"].rows:
+    written = write_splits(
+        params.blend,
+        params.scale,
+        data_dir,
+        row_format=params.format,
+        problem_field=params.problem_field,
+        answer_field=params.answer_field,
+        pinned=pinned,
+        split_seed=params.split_seed,
+        dedupe=params.dedupe,
+    )
+    if not written.rows["train"]:
         raise NemotronError(
-            f"stage=rl_data wrote no training rows ({sum(w.rows for w in writers.values())} row(s) in all, "
-            f"{duplicates} duplicate problem(s) dropped), so nothing is committed. Check the blend, its split "
+            f"stage=rl_data wrote no training rows ({sum(written.rows.values())} row(s) in all, "
+            f"{written.duplicates} duplicate problem(s) dropped), so nothing is committed. Check the blend, its split "
             "fractions and stage.source_splits: the train split is the one RL trains on."
         )
 
-    paths = {FILES[s].split(".")[0]: str(writers[s].path) if writers[s].rows else "" for s in SPLITS}
+    input_key, output_key = KEYS[params.format]
     run_hash = hashlib.sha256(json.dumps(params.model_dump(exclude={"output_dir"}), sort_keys=True).encode())
-    manifest = {**paths, "format": params.format, "input_key": input_key, "output_key": KEYS[params.format][1]}
-    manifest |= {"source_splits": source_splits, "duplicates_dropped": duplicates}
+    manifest = {**written.paths, "format": params.format, "input_key": input_key, "output_key": output_key}
+    manifest |= {"source_splits": written.source_splits, "duplicates_dropped": written.duplicates}
     manifest |= {"run_hash": run_hash.hexdigest()[:16]}
     (data_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     log.info(
         "RL data: %s; %d duplicate problem(s) dropped",
-        ", ".join(f"{FILES[s]} {writers[s].rows:,} rows" for s in SPLITS),
-        duplicates,
+        ", ".join(f"{FILES[s]} {written.rows[s]:,} rows" for s in SPLITS),
+        written.duplicates,
     )
     return {
         "data": SplitJsonlDataArtifact(
             path=str(data_dir),
             name=params.scale.artifact_name(params.name),
-            train=paths["train"] or None,
-            val=paths["val"] or None,
-            test=paths["test"] or None,
-            total_sequences=sum(w.rows for w in writers.values()),
-            elapsed_sec=progress.elapsed,
-            source_datasets=sources,
+            train=written.paths["train"] or None,
+            val=written.paths["val"] or None,
+            test=written.paths["test"] or None,
+            total_sequences=sum(written.rows.values()),
+            elapsed_sec=written.elapsed_sec,
+            source_datasets=written.sources,
             metadata={k: manifest[k] for k in ("format", "input_key", "output_key", "source_splits", "run_hash")}
-            | {"duplicates_dropped": duplicates, "scale": params.scale.name},
+            | {"duplicates_dropped": written.duplicates, "scale": params.scale.name},
         )
     }
