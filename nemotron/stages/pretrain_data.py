@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,8 @@ from nemotron.data.pretrain import (
 from nemotron.data.ranks import RankGroup
 from nemotron.data.remote import check_fresh, remote_url, upload, upload_tree
 from nemotron.data.sources import SPLITS, BlendConfig, ScaleConfig, read_source
-from nemotron.data.tokenizer import TokenEncoder, TokenizerConfig, load_tokenizer, tokenizer_digest, train_bpe
+from nemotron.data.stage_parts import prepare_tokenizer, print_table
+from nemotron.data.tokenizer import TokenEncoder, TokenizerConfig, tokenizer_digest
 from nemotron.distributed import is_rank0
 from nemotron.errors import NemotronError
 from nemotron.job import output_dir, stage_params
@@ -228,28 +228,19 @@ def _check_plan(plan: DataPlan, previous: PreviousRun | None, data_dir: Path, ra
 def _prepare_tokenizer(
     params: PretrainDataParams, out: Path, previous: PreviousRun | None, trains: bool = True
 ) -> tuple[Any, str]:
-    """The tokenizer to use, saved into `out`: loaded by id or path, trained on the blend, or (resuming) the
-    one the interrupted run trained. Returns it and a label of where it came from. With `trains` false (a
-    rank other than 0) it writes nothing: it loads the tokenizer rank 0 trained and saved into `out`."""
-    config = params.tokenizer
-    trained = "trained (byte-level BPE on the blend)"
-    if config.name_or_path:
-        tokenizer = load_tokenizer(config.name_or_path, config.revision, config.trust_remote_code)
-        if trains:
-            tokenizer.save_pretrained(str(out))
-        return tokenizer, config.name_or_path
-    if not trains:
-        return load_tokenizer(str(out)), trained
-    trained_before = previous.data_dir.parent / "tokenizer" if previous else None
-    if trained_before is not None and (trained_before / "tokenizer.json").is_file():
-        if trained_before.resolve() != out.resolve():  # the same directory: a requeued job resumes in place
-            shutil.copytree(trained_before, out)
-        return load_tokenizer(str(out)), trained
-    log.info("Training a byte-level BPE tokenizer (vocab_size=%d) on the blend", config.vocab_size)
-    caps = [cap for cap in (params.scale.max_rows_per_source, config.train_rows) if cap]
-    scale = params.scale.model_copy(update={"max_rows_per_source": min(caps) if caps else None})
-    texts = (text for source in params.blend.sources for text in read_source(source, scale).texts())
-    return train_bpe(texts, out, config.vocab_size, config.min_frequency), trained
+    """The tokenizer, saved into `out` (stage_parts.prepare_tokenizer); resuming, the one the interrupted run
+    trained. Returns it and where it came from."""
+    tokenizer, trained = prepare_tokenizer(
+        params.tokenizer,
+        params.scale,
+        out,
+        lambda scale: (text for source in params.blend.sources for text in read_source(source, scale).texts()),
+        what="the blend",
+        trains=trains,
+        save_loaded=True,
+        trained_before=previous.data_dir.parent / "tokenizer" if previous else None,
+    )
+    return tokenizer, "trained (byte-level BPE on the blend)" if trained else str(params.tokenizer.name_or_path)
 
 
 FAST_PATH_SAMPLE_ROWS = 1000
@@ -284,24 +275,19 @@ def _eod_id(params: PretrainDataParams, tokenizer: Any) -> int | None:
 
 
 def _print_summary(result: Any, blend_json: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="pretrain data", title_justify="left")
-    for column in ("split", "shards", "documents", "sequences", "tokens", "blend entries"):
-        table.add_column(column, justify="left" if column == "split" else "right")
+    rows = []
     for split in SPLITS:
         documents, sequences, tokens = result.split_totals(split)
         shards = sum(1 for r in result.receipts if r.split == split)
         entries = len(blend_json[split] or []) // 2
-        table.add_row(split, f"{shards:,}", f"{documents:,}", f"{sequences:,}", f"{tokens:,}", f"{entries:,}")
-    console = Console(stderr=True)
-    console.print(table)
-    rows = sum(s.num_rows or 0 for s in result.sources)
+        rows.append([split, f"{shards:,}", f"{documents:,}", f"{sequences:,}", f"{tokens:,}", f"{entries:,}"])
+    read = sum(s.num_rows or 0 for s in result.sources)
     tokens = sum(r.tokens for r in result.receipts)
     seconds = max(result.elapsed_sec, 1e-9)
-    console.print(
-        f"{rows:,} rows from {len(result.sources)} source(s) in {result.elapsed_sec:.1f} s: {rows / seconds:,.0f} "
+    footer = (
+        f"{read:,} rows from {len(result.sources)} source(s) in {result.elapsed_sec:.1f} s: {read / seconds:,.0f} "
         f"rows/s, {tokens / seconds:,.0f} tokens/s"
         + (f"; {result.reused_shards} finished shard(s) reused" if result.reused_shards else "")
     )
+    columns = ["split", "shards", "documents", "sequences", "tokens", "blend entries"]
+    print_table("pretrain data", columns, rows, footer)

@@ -53,7 +53,8 @@ from nemotron.data.sft_dataset import (
     write_dataset,
 )
 from nemotron.data.sources import BlendConfig, ScaleConfig
-from nemotron.data.tokenizer import TokenizerConfig, load_tokenizer, tokenizer_digest, train_bpe
+from nemotron.data.stage_parts import prepare_tokenizer, print_table
+from nemotron.data.tokenizer import TokenizerConfig, tokenizer_digest
 from nemotron.distributed import is_rank0
 from nemotron.errors import NemotronError
 from nemotron.job import output_dir, stage_params
@@ -190,33 +191,21 @@ def _check_not_empty(params: SFTDataParams, packs: list[SourcePack]) -> None:
 
 
 def _prepare_tokenizer(params: SFTDataParams, out: Path, trains: bool = True) -> tuple[Any, bool]:
-    """The tokenizer given by `name_or_path`, or a byte-level BPE trained on the conversations; True if trained.
-    With `trains` false (a rank other than 0) it loads the one rank 0 trained into `out`."""
-    config = params.tokenizer
-    if config.name_or_path:
-        return load_tokenizer(config.name_or_path, config.revision, config.trust_remote_code), False
-    if not trains:
-        return load_tokenizer(str(out)), True
-    log.info("Training a byte-level BPE tokenizer (vocab_size=%d) on the SFT conversations", config.vocab_size)
-    caps = [cap for cap in (params.scale.max_rows_per_source, config.train_rows) if cap]
-    scale = params.scale.model_copy(update={"max_rows_per_source": min(caps) if caps else None})
-    texts = (
-        [m["content"] for m in messages]
-        for source in params.blend.sources
-        for _, messages in conversations(source, scale, params.messages_field)
-    )
-    return train_bpe(texts, out, config.vocab_size, config.min_frequency), True
+    """The tokenizer (stage_parts.prepare_tokenizer), trained on the message contents; True if trained."""
+
+    def texts(scale: ScaleConfig) -> Any:
+        for source in params.blend.sources:
+            for _, messages in conversations(source, scale, params.messages_field):
+                yield [m["content"] for m in messages]
+
+    return prepare_tokenizer(params.tokenizer, params.scale, out, texts, what="the SFT conversations", trains=trains)
 
 
 def _print_summary(metadata: dict[str, Any], blend_json: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"sft data (pack_size {metadata['pack_size']}, {metadata['algorithm']})", title_justify="left")
-    for column in ("split", "packed rows", "sequences", "tokens", "truncated", "dropped", "efficiency"):
-        table.add_column(column, justify="left" if column == "split" else "right")
+    rows = []
     for split, s in metadata["splits"].items():
         efficiency = f"{s['packing_efficiency']:.2%}" if s["packing_efficiency"] is not None else "-"
-        table.add_row(split, f"{s['rows']:,}", f"{s['sequences']:,}", f"{s['tokens']:,}", f"{s['truncated']:,}",
-                      f"{s['dropped']:,}", efficiency)  # fmt: skip
-    Console(stderr=True).print(table)
+        rows.append([split, f"{s['rows']:,}", f"{s['sequences']:,}", f"{s['tokens']:,}", f"{s['truncated']:,}",
+                     f"{s['dropped']:,}", efficiency])  # fmt: skip
+    columns = ["split", "packed rows", "sequences", "tokens", "truncated", "dropped", "efficiency"]
+    print_table(f"sft data (pack_size {metadata['pack_size']}, {metadata['algorithm']})", columns, rows)
