@@ -115,3 +115,40 @@ def _kill_rank_1(cwd: Path) -> bool:
 
 def _job_logs(cwd: Path) -> str:
     return "".join(p.read_text(errors="replace") for p in sorted(cwd.glob("multirun/*/*/.submitit/*/*_log.*")))
+
+
+def test_a_preempted_job_is_requeued_and_resumes_in_its_own_directory(corpus):
+    """Slurm's USR2 (what it sends before preempting): the job is requeued with the same output dir, the second
+    attempt reuses the shards the first one finished, and one artifact is committed."""
+    base, _ = corpus
+    cwd = base / "requeued"
+    conf = write_corpus(cwd, str(base / "bpe"), files=4, rows=6000)
+    store = cwd / "store"
+    args = [*conf, *SETTINGS, "stage.shard_rows=300", "stage.chunk_rows=100", f"artifacts.manifest.root={store}"]
+    run = subprocess.Popen(
+        # 60 minutes: submitit takes USR2 for the time limit (not preemption) in a job of 10 minutes or less
+        [sys.executable, "-m", "nemotron", *args, *SLURM, "launcher.tasks_per_node=2", "launcher.timeout_min=60"],
+        cwd=cwd, env=clean_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (dirs := data_dirs(cwd)) or len(list(dirs[0].glob("receipts/*/*/*.json"))) < 2:
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    (job,) = [p.name for p in cwd.glob("multirun/*/*/.submitit/*") if p.name.isdigit()]
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    try:
+        while len(list(dirs[0].parent.glob(".ranks/*"))) < 2 and run.poll() is None:
+            assert time.monotonic() < deadline + TIMEOUT_S, "the job was not requeued"
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+            time.sleep(1)
+        _, stderr = run.communicate(timeout=2 * TIMEOUT_S)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, stderr[-3000:] + _job_logs(cwd)
+    assert sorted(p.name for p in dirs[0].parent.glob(".ranks/*")) == [f"{job}.0", f"{job}.1"]  # two attempts
+    metadata = json.loads((store / "pretrain-data" / "v1" / "manifest.json").read_text())["metadata"]
+    assert 0 < metadata["metadata"]["reused_shards"] < metadata["num_shards"]
+    assert metadata["metadata"]["tokenized_shards"] == metadata["num_shards"] - metadata["metadata"]["reused_shards"]
+    assert not (store / "pretrain-data" / "v2").exists()
