@@ -1,7 +1,8 @@
 """`python -m nemotron` / `nemotron`: compose the config, run the selected stage, commit what it returns.
 
 The @hydra.main function lives here (not in __main__.py) so Hydra finds the packaged config as
-`pkg://nemotron.conf`; the job name is set to `nemotron` in nemotron/conf/config.yaml.
+`pkg://nemotron.conf` (the top-level conf/, shipped as that package); the job name is set to `nemotron` in
+conf/config.yaml.
 
 Module-level imports are only what composing a config needs (Hydra, OmegaConf, the resolvers): the stage
 machinery (Pydantic models, the store, rich) is imported when a job runs, so `--cfg job` and `--help` start

@@ -300,8 +300,10 @@ def _scale_named(name: str) -> Any:
 
     from nemotron.data.sources import ScaleConfig
 
-    directory = Path(__file__).parent / "conf" / "scale"
-    known = sorted(p.stem for p in directory.glob("*.yaml"))
+    from importlib.resources import files
+
+    directory = files("nemotron.conf") / "scale"  # conf/scale, shipped as the package nemotron.conf
+    known = sorted(p.name.removesuffix(".yaml") for p in directory.iterdir() if p.name.endswith(".yaml"))
     if name not in known:
         raise NemotronError(f"Unknown scale {name!r}; use one of {', '.join(known)}.")
     return ScaleConfig.model_validate(yaml.safe_load((directory / f"{name}.yaml").read_text()))

@@ -197,6 +197,22 @@ def test_each_rule_finds_a_breach():
     ]
 
 
+def test_pyproject_lists_every_package_the_wheel_needs():
+    """The packages are listed in pyproject.toml (the conf/ -> nemotron.conf mapping needs a list): every
+    directory of modules under nemotron/ and hydra_plugins/ is listed, and so is the mapped config package."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    root = PACKAGE_DIR.parent
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {".".join(p.parent.relative_to(root).parts) for top in ("nemotron", "hydra_plugins")
+             for p in (root / top).rglob("*.py")}  # fmt: skip
+    assert found - set(setuptools["packages"]) == set()
+    assert setuptools["package-dir"] == {"nemotron.conf": "conf"} and (root / "conf" / "__init__.py").is_file()
+
+
 def test_a_cycle_is_found():
     table = {
         "nemotron.a.x": [("nemotron.b.y", True)],

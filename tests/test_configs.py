@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from nemotron.errors import NemotronError
 from nemotron.job import stage_params
 
-CONF = Path(__file__).resolve().parents[1] / "nemotron" / "conf"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 STAGES = sorted(p.stem for p in (CONF / "stage").glob("*.yaml"))
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 PLACEHOLDER = {"path": "/placeholder/path", "uri": "art://placeholder:v1"}

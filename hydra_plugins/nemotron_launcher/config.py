@@ -1,7 +1,7 @@
 """The `nemotron_slurm` and `nemotron_submitit_local` launcher schemas (`hydra/launcher=...`), registered in
 Hydra's ConfigStore.
 
-Users set these through the `launcher:` node of `launcher=slurm` (nemotron/conf/launcher/slurm.yaml), which
+Users set these through the `launcher:` node of `launcher=slurm` (conf/launcher/slurm.yaml), which
 maps each key here; `hydra.launcher.KEY=...` works too.
 """
 

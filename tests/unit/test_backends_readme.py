@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).parents[2]
-CONF = ROOT / "nemotron" / "conf"
+CONF = ROOT / "conf"
 STAGE_OUTPUTS = ("pretrain-", "sft-", "rl-")
 
 

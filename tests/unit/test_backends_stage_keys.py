@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from nemotron.backends.megatron_bridge import MegatronStageParams
 from nemotron.backends.nemo_rl import GRPOStageParams
 
-STAGES = Path(__file__).parents[2] / "nemotron" / "conf" / "stage"
+STAGES = Path(__file__).parents[2] / "conf" / "stage"
 BACKEND_PARAMS = {"pretrain": MegatronStageParams, "sft": MegatronStageParams, "rl": GRPOStageParams}
 # What the run is, not how it trains: the artifacts, names, where it writes, and the seed (a root config key).
 NOT_HYPERPARAMETERS = {"name", "data", "data_uri", "model", "model_uri", "output_dir", "dry_run", "seed", "device"}
