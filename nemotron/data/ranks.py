@@ -78,10 +78,10 @@ class RankGroup:
             first_line = (str(error).strip().splitlines() or [kind.__name__ if kind else "failed"])[0]
             _write_atomic(self._file(self.rank, "failed"), f"{type(error).__name__}: {first_line}")
 
-    def publish_ready(self) -> None:
-        """Rank 0: the shared inputs are in place (a no-op on the other ranks)."""
+    def publish_ready(self, note: str = "") -> None:
+        """Rank 0: the shared inputs are in place; `note` is what the other ranks' `wait_ready` returns."""
         if self.world > 1 and self.is_rank0:
-            _write_atomic(self.directory / "ready", str(os.getpid()))
+            _write_atomic(self.directory / "ready", note)
 
     def finish(self, result: str) -> None:
         """This rank made its part; `result` is what rank 0 gathers."""
@@ -90,10 +90,12 @@ class RankGroup:
 
     # -- waiting for the others -----------------------------------------------------------------------
 
-    def wait_ready(self, what: str) -> None:
-        """A rank other than 0: wait until rank 0 has prepared `what` (or has failed, or stopped)."""
-        if self.world > 1 and not self.is_rank0:
-            self._wait(lambda: (self.directory / "ready").is_file(), [0], what)
+    def wait_ready(self, what: str) -> str:
+        """A rank other than 0: wait until rank 0 has prepared `what` (or has failed, or stopped); its note."""
+        if self.world == 1 or self.is_rank0:
+            return ""
+        self._wait(lambda: (self.directory / "ready").is_file(), [0], what)
+        return (self.directory / "ready").read_text()
 
     def gather(self, what: str) -> list[str]:
         """Rank 0: the results of every rank (its own first), once all have finished."""
@@ -130,8 +132,9 @@ class RankGroup:
 
     def _nothing_committed(self) -> str:
         return (
-            "Nothing is committed. Run the same command again with stage.resume_from= this job's output directory "
-            f"({self.directory.parent.parent}): the finished work units are reused and only the missing ones run."
+            "Nothing is committed. Run the same command again: it finds this job's output directory "
+            f"({self.directory.parent.parent}), reuses the finished work units and makes only the missing ones "
+            "(with a stage.output_dir of your own, give a new one and stage.resume_from= that directory)."
         )
 
 

@@ -84,9 +84,13 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     with RankGroup.of_job(out, params.rank_timeout_s) as ranks:
         if ranks.world > 1:
             log.info("Rank %d of %d: making the shards shard_owner gives this rank", ranks.rank, ranks.world)
-        ranks.wait_ready("rank 0 prepared the tokenizer and the plan")
-        previous = _previous_run(params, data_dir)
-        tokenizer, tokenizer_source = _prepare_tokenizer(params, tokenizer_dir, previous, trains=ranks.is_rank0)
+        resumed = ranks.wait_ready("rank 0 prepared the tokenizer and the plan")  # rank 0's choice of previous run
+        previous = _previous_run(params, out) if ranks.is_rank0 else (PreviousRun.open(resumed) if resumed else None)
+        # found beside this run, not named: its tokenizer is made again, and must come out the same (the plan)
+        automatic = previous is not None and not params.resume_from and previous.data_dir.parent != out
+        tokenizer, tokenizer_source = _prepare_tokenizer(
+            params, tokenizer_dir, None if automatic else previous, trains=ranks.is_rank0
+        )
         eod = _eod_id(params, tokenizer)
         dtype = token_dtype(len(tokenizer))
         settings = ShardSettings(**params.model_dump(include=set(ShardSettings.model_fields)))
@@ -98,7 +102,7 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
             dtype=dtype,
             eod=eod,
         )
-        _check_plan(plan, previous, data_dir, ranks)
+        previous = _check_plan(plan, previous, data_dir, ranks, automatic)
         result = build_shards(
             params.blend,
             params.scale,
@@ -194,21 +198,57 @@ class RankResult(BaseModel):
         )
 
 
-def _previous_run(params: PretrainDataParams, data_dir: Path) -> PreviousRun | None:
+def _previous_run(params: PretrainDataParams, out: Path) -> PreviousRun | None:
     """The run whose finished shards are reused: this job's own first attempt when Slurm requeued it (a
-    preempted job resumes in place), else `stage.resume_from`, else none."""
+    preempted job resumes in place), else `stage.resume_from`, else an interrupted run of the same config
+    beside this one (resubmitting the same command resumes), else none."""
     requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
-    if requeued and (data_dir / PLAN_FILE).is_file():
-        return PreviousRun.open(data_dir)
-    return PreviousRun.open(params.resume_from) if params.resume_from else None
+    if requeued and (out / "data" / PLAN_FILE).is_file():
+        return PreviousRun.open(out / "data")
+    if params.resume_from:
+        return PreviousRun.open(params.resume_from)
+    return _interrupted_run(params, out)
 
 
-def _check_plan(plan: DataPlan, previous: PreviousRun | None, data_dir: Path, ranks: RankGroup) -> None:
-    """Refuse to resume a different plan; rank 0 writes `plan.json`, the other ranks check they made the same."""
+def _interrupted_run(params: PretrainDataParams, out: Path) -> PreviousRun | None:
+    """The newest unfinished run (a plan.json, finished shards, no blend.json) in a sibling of this job's output
+    dir (Hydra's outputs/<stage>/<time> or multirun/<stage>/<time>/<n>) whose config is this one's. Whether
+    its tokenizer is this one too is checked against the plan once the tokenizer is ready (`_check_plan`)."""
+    settings = ShardSettings(**params.model_dump(include=set(ShardSettings.model_fields)))
+    scale = params.scale.model_dump(exclude={"suffix"})
+    ours = DataPlan.make(blend=params.blend.model_dump(), scale=scale, settings=settings.model_dump()).parts
+    found = [*out.parent.glob(f"*/data/{PLAN_FILE}")]
+    if not params.output_dir:  # multirun/<stage>/<time>/<job number>
+        found += out.parent.parent.glob(f"*/*/data/{PLAN_FILE}")
+    for plan_file in sorted(set(found), key=lambda p: p.stat().st_mtime, reverse=True):
+        data_dir = plan_file.parent
+        if data_dir.parent == out or (data_dir / BLEND_FILE).exists() or not any(data_dir.glob("receipts/*/*/*")):
+            continue
+        try:
+            theirs = DataPlan.model_validate_json(plan_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if all(theirs.parts.get(key) == value for key, value in ours.items()):
+            log.info("Resuming the interrupted run in %s (same config): its finished shards are reused",
+                     data_dir.parent)  # fmt: skip
+            return PreviousRun(data_dir, theirs)
+    return None
+
+
+def _check_plan(
+    plan: DataPlan, previous: PreviousRun | None, data_dir: Path, ranks: RankGroup, automatic: bool = False
+) -> PreviousRun | None:
+    """Refuse to resume a different plan (an interrupted run found beside this one is then just not resumed);
+    rank 0 writes `plan.json` and names the run it resumes, the other ranks check they made the same plan.
+    Returns the run to resume."""
     if previous is not None and previous.plan.plan_hash != plan.plan_hash:
+        differences = ", ".join(previous.plan.differences(plan))
+        if automatic:
+            log.info("Not resuming %s: it was made with a different %s", previous.data_dir.parent, differences)
+            return None
         raise NemotronError(
-            f"Cannot resume from {previous.data_dir}: it was made with a different "
-            f"{', '.join(previous.plan.differences(plan))}. Resume with the same config, or drop stage.resume_from."
+            f"Cannot resume from {previous.data_dir}: it was made with a different {differences}. Resume with the "
+            "same config, or drop stage.resume_from."
         )
     if not ranks.is_rank0:
         theirs = DataPlan.model_validate_json((data_dir / PLAN_FILE).read_text())
@@ -218,11 +258,12 @@ def _check_plan(plan: DataPlan, previous: PreviousRun | None, data_dir: Path, ra
                 f"{', '.join(theirs.differences(plan))}): the tasks of one job must run the same software on the "
                 "same inputs."
             )
-        return
+        return previous
     data_dir.mkdir(parents=True, exist_ok=previous is not None and previous.data_dir == data_dir)
     (data_dir / PLAN_FILE).write_text(plan.model_dump_json(indent=2) + "\n")
     log.info("Writing %s. If this run is interrupted, resume it with stage.resume_from=%s", data_dir, data_dir.parent)
-    ranks.publish_ready()
+    ranks.publish_ready(str(previous.data_dir) if previous else "")
+    return previous
 
 
 def _prepare_tokenizer(

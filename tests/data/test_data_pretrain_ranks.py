@@ -169,8 +169,10 @@ def test_a_killed_rank_fails_the_job_and_the_rerun_makes_only_the_missing_shards
     finished = list(data_dir.glob("receipts/*/*/*.json"))
     assert killed in {tuple(json.loads(p.read_text())[k] for k in ("source", "split", "index")) for p in finished}
 
-    rerun = nemotron(*args, f"stage.resume_from={data_dir.parent}", cwd=tmp_path)
+    rerun = nemotron(*args, "launcher=submitit_local", "launcher.tasks_per_node=2", cwd=tmp_path)  # the same command
     assert rerun.returncode == 0, rerun.stderr[-3000:]
+    logs = "".join(p.read_text() for p in tmp_path.glob("multirun/*/*/.submitit/*/*_0_log.err"))
+    assert f"Resuming the interrupted run in {data_dir.parent}" in " ".join(logs.split())
     metadata = json.loads((store / "pretrain-data" / "v1" / "manifest.json").read_text())["metadata"]
     total = metadata["num_shards"]
     assert metadata["metadata"]["reused_shards"] == len(finished) < total

@@ -95,7 +95,7 @@ def test_a_killed_slurm_task_fails_the_command_and_the_rerun_makes_only_the_miss
     (data_dir,) = data_dirs(cwd)
     finished = list(data_dir.glob("receipts/*/*/*.json"))
 
-    rerun = nemotron(*args, f"stage.resume_from={data_dir.parent}", cwd=cwd)
+    rerun = nemotron(*args, *SLURM, "launcher.tasks_per_node=2", cwd=cwd)  # the same command: it resumes
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     metadata = json.loads((store / "pretrain-data" / "v1" / "manifest.json").read_text())["metadata"]
     assert 0 < metadata["metadata"]["reused_shards"] == len(finished) < metadata["num_shards"]
