@@ -2,6 +2,8 @@
 
     python -m nemotron stage=pretrain_data                          # data=tiny: synthetic corpus, trained BPE
     python -m nemotron stage=pretrain_data data.tokenizer.name_or_path=/models/llama-tokenizer scale=full
+    python -m nemotron stage=pretrain_data launcher=slurm launcher.nodes=4 launcher.tasks_per_node=8   # 32 ranks
+    python -m nemotron stage=pretrain_data stage.output_dir=s3://bucket/corpus-v1
     python -m nemotron stage=pretrain_data stage.resume_from=outputs/pretrain_data/<interrupted run>
 
 Commits two artifacts, the tokenizer first so the data can name its exact version:
@@ -10,15 +12,22 @@ Commits two artifacts, the tokenizer first so the data can name its exact versio
     pretrain-data{suffix}  PretrainBlendsArtifact  {output dir}/data        (shards, receipts, blend.json)
 
 `{suffix}` is the scale's (`-tiny`, `-small`, `-medium`, none for full). The output dir is the job's own
-(`hydra.runtime.output_dir`), so every run writes a fresh directory. A run that was interrupted is resumed by
-a new run with the same config plus `stage.resume_from=` its output directory: finished shards (per-shard
-receipts with checksums) are linked, not tokenized again. Each run prints the option to use at its start.
+(`hydra.runtime.output_dir`), so every run writes a fresh directory.
+
+The recipe: rank 0 prepares the tokenizer and the plan (`_prepare`); every rank makes the shards
+`shard_owner` gives it (`build_shards`); rank 0 gathers the ranks' receipts, writes `blend.json` and returns
+the artifacts (nemotron/data/ranks.py says how the ranks meet). One task is the same with one rank.
+
+**Resume.** Finished shards (per-shard receipts with checksums) are linked, not tokenized again, from: the
+job's own first attempt when Slurm requeued it; the run named by `stage.resume_from=`; or else an interrupted
+run of the same config beside this one, so resubmitting the same command resumes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,87 +82,123 @@ class PretrainDataParams(ShardSettings):
 
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     params = stage_params(cfg, PretrainDataParams)
-    rank0 = is_rank0()  # the other ranks of a multi-task job write into the directory rank 0 checked and made
-    fresh = ("data", "tokenizer") if rank0 else ()
-    hint = ", or resume into a new one with stage.resume_from"
     remote = remote_url(params.output_dir)  # s3://...: made in the job's output dir, copied there (remote.py)
-    out = output_dir(None if remote else params.output_dir, fresh, hint=hint, resume_if_requeued=True)
-    data_dir, tokenizer_dir = out / "data", out / "tokenizer"
-    if remote and rank0:
-        check_fresh(remote, fresh)
+    out = _output_dir(params, remote)
     with RankGroup.of_job(out, params.rank_timeout_s) as ranks:
         if ranks.world > 1:
             log.info("Rank %d of %d: making the shards shard_owner gives this rank", ranks.rank, ranks.world)
-        resumed = ranks.wait_ready("rank 0 prepared the tokenizer and the plan")  # rank 0's choice of previous run
-        previous = _previous_run(params, out) if ranks.is_rank0 else (PreviousRun.open(resumed) if resumed else None)
-        # found beside this run, not named: its tokenizer is made again, and must come out the same (the plan)
-        automatic = previous is not None and not params.resume_from and previous.data_dir.parent != out
-        tokenizer, tokenizer_source = _prepare_tokenizer(
-            params, tokenizer_dir, None if automatic else previous, trains=ranks.is_rank0
-        )
-        eod = _eod_id(params, tokenizer)
-        dtype = token_dtype(len(tokenizer))
-        settings = ShardSettings(**params.model_dump(include=set(ShardSettings.model_fields)))
-        plan = DataPlan.make(
-            blend=params.blend.model_dump(),
-            scale=params.scale.model_dump(exclude={"suffix"}),
-            settings=settings.model_dump(),
-            tokenizer=tokenizer_digest(tokenizer),
-            dtype=dtype,
-            eod=eod,
-        )
-        previous = _check_plan(plan, previous, data_dir, ranks, automatic)
+        job = _prepare(params, out, ranks)
         result = build_shards(
             params.blend,
             params.scale,
-            settings,
-            _encoder(params, tokenizer),
-            eod,
-            dtype,
-            plan,
-            data_dir,
+            job.settings,
+            _encoder(params, job.tokenizer),
+            job.eod,
+            job.dtype,
+            job.plan,
+            out / "data",
             workers=resolve_workers(params.workers),
             chunk_rows=params.chunk_rows,
-            previous=previous,
+            previous=job.previous,
             rank=ranks.rank,
             world=ranks.world,
         )
         if remote:  # this rank's shards, before it says it is done
-            upload(data_dir, f"{remote}/data", [f for r in result.receipts for f in _shard_files(r)])
+            upload(out / "data", f"{remote}/data", [f for r in result.receipts for f in _shard_files(r)])
         if not ranks.is_rank0:
             ranks.finish(RankResult.of(result).model_dump_json())
             log.info("Rank %d done: %d shard(s), %d of them reused", ranks.rank, len(result.receipts),
                      result.reused_shards)  # fmt: skip
             return None
         result = RankResult.merge(result, ranks.gather("making its shards"))
-    blend_json = write_blend(params.blend, result.receipts, data_dir)
+    blend_json = write_blend(params.blend, result.receipts, out / "data")
     _print_summary(result, blend_json)
+    _check_training_tokens(result)
+    if remote:  # the shared files last: the data is complete once blend.json is there
+        upload(out / "data", f"{remote}/data", [PLAN_FILE, BLEND_FILE])
+        upload_tree(out / "tokenizer", f"{remote}/tokenizer")
+    return _artifacts(params, job, result, ranks.world, remote or str(out))
 
-    tokenizer_name = params.scale.artifact_name(params.tokenizer_name)
-    counts = {split: result.split_totals(split) for split in SPLITS}
-    if not counts["train"][2]:
+
+def _output_dir(params: PretrainDataParams, remote: str | None) -> Path:
+    """The job's output dir (or stage.output_dir); rank 0 checks that it, or the remote one, is fresh. The other
+    ranks of a multi-task job write into the directory rank 0 checked and made."""
+    fresh = ("data", "tokenizer") if is_rank0() else ()
+    hint = ", or resume into a new one with stage.resume_from"
+    out = output_dir(None if remote else params.output_dir, fresh, hint=hint, resume_if_requeued=True)
+    if remote and fresh:
+        check_fresh(remote, fresh)
+    return out
+
+
+@dataclass
+class _Prepared:
+    """What every rank knows before tokenizing: the tokenizer, the plan, and the run whose shards are reused."""
+
+    tokenizer: Any
+    tokenizer_source: str
+    eod: int | None
+    dtype: str
+    settings: ShardSettings
+    plan: DataPlan
+    previous: PreviousRun | None
+
+
+def _prepare(params: PretrainDataParams, out: Path, ranks: RankGroup) -> _Prepared:
+    """Rank 0 prepares the tokenizer and the plan and picks the run to resume; the other ranks wait for it,
+    then load the same tokenizer, check they make the same plan and resume the run rank 0 picked."""
+    resumed = ranks.wait_ready("rank 0 prepared the tokenizer and the plan")
+    previous = _previous_run(params, out) if ranks.is_rank0 else (PreviousRun.open(resumed) if resumed else None)
+    # found beside this run, not named: its tokenizer is made again, and must come out the same (the plan)
+    automatic = previous is not None and not params.resume_from and previous.data_dir.parent != out
+    tokenizer, source = _prepare_tokenizer(params, out / "tokenizer", None if automatic else previous, ranks.is_rank0)
+    eod = _eod_id(params, tokenizer)
+    dtype = token_dtype(len(tokenizer))
+    settings = ShardSettings(**params.model_dump(include=set(ShardSettings.model_fields)))
+    plan = DataPlan.make(
+        blend=params.blend.model_dump(),
+        scale=params.scale.model_dump(exclude={"suffix"}),
+        settings=settings.model_dump(),
+        tokenizer=tokenizer_digest(tokenizer),
+        dtype=dtype,
+        eod=eod,
+    )
+    previous = _check_plan(plan, previous, out / "data", ranks, automatic)
+    return _Prepared(tokenizer, source, eod, dtype, settings, plan, previous)
+
+
+def _check_training_tokens(result: BuildResult) -> None:
+    documents, _, tokens = result.split_totals("train")
+    if not tokens:
         raise NemotronError(
-            f"stage=pretrain_data produced no training tokens ({counts['train'][0]} document(s) in the train "
-            f"split, {sum(c[2] for c in counts.values())} tokens in all), so nothing is committed. Check that the "
+            f"stage=pretrain_data produced no training tokens ({documents} document(s) in the train split, "
+            f"{sum(r.tokens for r in result.receipts)} tokens in all), so nothing is committed. Check that the "
             "documents are not empty and that the blend's split fractions give the train split a share."
         )
-    metadata = {"dtype": dtype, "eod_id": eod, "vocab_size": len(tokenizer), "plan_hash": plan.plan_hash}
+
+
+def _artifacts(params: PretrainDataParams, job: _Prepared, result: BuildResult, ranks: int, where: str) -> dict:
+    """The tokenizer and the data, `where` they are (the output dir or its remote copy)."""
+    tokenizer, tokenizer_name = job.tokenizer, params.scale.artifact_name(params.tokenizer_name)
+    counts = {split: result.split_totals(split) for split in SPLITS}
+    metadata = {"dtype": job.dtype, "eod_id": job.eod, "vocab_size": len(tokenizer), "plan_hash": job.plan.plan_hash}
     metadata |= {"documents": sum(c[0] for c in counts.values()), "reused_shards": result.reused_shards}
-    metadata |= {"tokenized_shards": len(result.receipts) - result.reused_shards, "ranks": ranks.world}
+    metadata |= {"tokenized_shards": len(result.receipts) - result.reused_shards, "ranks": ranks}
     metadata |= {"scale": params.scale.name}
-    if remote:  # the shared files last: the data is complete once blend.json is there
-        upload(data_dir, f"{remote}/data", [PLAN_FILE, BLEND_FILE])
-        upload_tree(tokenizer_dir, f"{remote}/tokenizer")
     return {
         "tokenizer": TokenizerArtifact(
-            path=f"{remote}/tokenizer" if remote else str(tokenizer_dir),
+            path=f"{where}/tokenizer",
             name=tokenizer_name,
             vocab_size=len(tokenizer),
-            metadata={"source": tokenizer_source, "digest": tokenizer_digest(tokenizer), "eos": tokenizer.eos_token},
+            metadata={
+                "source": job.tokenizer_source,
+                "digest": tokenizer_digest(tokenizer),
+                "eos": tokenizer.eos_token,
+            },  # fmt: skip
         ),
         # `art://<name>` with no version: the callback commits the tokenizer first and pins this to its version.
         "data": PretrainBlendsArtifact(
-            path=f"{remote}/data" if remote else str(data_dir),
+            path=f"{where}/data",
             name=params.scale.artifact_name(params.name),
             blend_path="blend.json",
             num_shards=len(result.receipts),
