@@ -30,14 +30,32 @@ class Passthrough:
 
 
 def default_workers() -> int:
-    """The CPUs this task may use: the affinity mask, and no more than Slurm's allocation (SLURM_CPUS_PER_TASK,
-    which holds even where Slurm binds no CPUs); never the node's count when the task has fewer."""
+    """The CPUs this task may use: its affinity mask, and no more than its share of the allocation, never the
+    node's count when the task has fewer. Under Slurm the share is SLURM_CPUS_PER_TASK, else the node's
+    allocated CPUs over its tasks (these hold where Slurm binds no CPUs); tasks started without Slurm
+    (submitit_local, torchrun) share the mask, so each takes its part of it."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
-    return max(1, min(cpus, int(allocated))) if allocated.isdigit() else cpus
+    share = _slurm_share()
+    if share is None and "SLURM_JOB_ID" not in os.environ:
+        from nemotron.distributed import dist_env
+
+        share = cpus // dist_env().local_world_size
+    return max(1, min(cpus, share)) if share is not None else cpus
+
+
+def _slurm_share() -> int | None:
+    """CPUs per task from Slurm's variables (`SLURM_JOB_CPUS_PER_NODE` is like `8` or `8(x2),4`), else None."""
+    per_task = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if per_task.isdigit():
+        return int(per_task)
+    node_cpus = os.environ.get("SLURM_JOB_CPUS_PER_NODE", "").split("(")[0].split(",")[0]
+    node_tasks = os.environ.get("SLURM_TASKS_PER_NODE", "").split("(")[0].split(",")[0]
+    if node_cpus.isdigit() and node_tasks.isdigit() and int(node_tasks) > 0:
+        return int(node_cpus) // int(node_tasks)
+    return None
 
 
 def resolve_workers(requested: int | None, option: str = "stage.workers") -> int:

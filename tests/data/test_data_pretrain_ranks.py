@@ -218,7 +218,15 @@ def test_the_default_workers_follow_the_slurm_allocation(monkeypatch):
     from nemotron.data.parallel import default_workers, resolve_workers
 
     cpus = len(os.sched_getaffinity(0))
+    for name in ("SLURM_JOB_ID", "SLURM_CPUS_PER_TASK", "SLURM_JOB_CPUS_PER_NODE", "SLURM_TASKS_PER_NODE"):
+        monkeypatch.delenv(name, raising=False)
+    assert default_workers() == cpus
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
     assert default_workers() == 1 and resolve_workers(None) == 1 and resolve_workers(0) == 0
     monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    monkeypatch.setenv("SLURM_JOB_CPUS_PER_NODE", f"{2 * cpus}(x2)")  # no --cpus-per-task: the node's share
+    monkeypatch.setenv("SLURM_TASKS_PER_NODE", "2(x2)")
     assert default_workers() == cpus
+    monkeypatch.setenv("SLURM_TASKS_PER_NODE", f"{4 * cpus}")
+    assert default_workers() == 1
