@@ -113,7 +113,7 @@ def pack_source(
             progress.advance(rows=1, tokens=len(sequence.input_ids))
     plan_hash = digest(source=source.model_dump(), run=run_hash, **settings.files_part())
     directory = data_dir / "runs" / run_hash / "datasets" / source.name / plan_hash
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)  # exists when Slurm requeued the job: its files are made again
     parts, index = [], 0
     for split in SPLITS:
         packed = pack_sequences(tokenized.pop(split), settings.pack_size, settings.algorithm, settings.overlong,
@@ -191,6 +191,8 @@ def _link_splits(parts: list[PackedPart], data_dir: Path) -> list[dict[str, Any]
             name = Path(path).name
             link = data_dir / "splits" / part.split / f"{position[part.split]:06d}__{part.source}__{name}"
             link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink():  # a requeued job makes its links again
+                link.unlink()
             os.symlink(os.path.relpath(data_dir / path, link.parent), link)
             links.append({"source": part.source, "split": part.split, "link": link, "rows": rows, "tokens": tokens})
             position[part.split] += 1

@@ -89,7 +89,8 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     params = stage_params(cfg, SFTDataParams)
     fresh = ("data", "tokenizer") if is_rank0() else ()
     remote = remote_url(params.output_dir)  # s3://...: made in the job's output dir, copied there (remote.py)
-    out = output_dir(None if remote else params.output_dir, fresh)
+    # A job that Slurm requeued (preempted) packs again in its own directory: packing is quick next to pretraining.
+    out = output_dir(None if remote else params.output_dir, fresh, resume_if_requeued=True)
     data_dir = out / "data"
     if remote and fresh:
         check_fresh(remote, fresh)

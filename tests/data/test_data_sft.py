@@ -249,3 +249,22 @@ def test_an_s3_output_holds_the_files_with_the_links_as_copies(tmp_path):
         for prefix in blend["train"][1::2]:
             assert fs.cat_file(f"sft-bucket/run/data/{prefix}.parquet") == (local / f"{prefix}.parquet").read_bytes()
         assert fs.exists("sft-bucket/run/tokenizer/tokenizer.json")
+
+
+def test_a_requeued_job_packs_again_in_its_own_directory(tmp_path):
+    """SLURM_RESTART_COUNT > 0 (what a requeued job sees): the same output dir is packed again, same files."""
+    import os
+
+    small = ["stage=sft_data", "scale.max_rows_per_source=300", "data.tokenizer.vocab_size=400"]
+    out = tmp_path / "job"
+    first = nemotron(*small, f"stage.output_dir={out}", f"artifacts.manifest.root={tmp_path / 's1'}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = _packed_files(out / "data")
+    store = f"artifacts.manifest.root={tmp_path / 's2'}"
+    requeued = subprocess.run(
+        [sys.executable, "-m", "nemotron", *small, f"stage.output_dir={out}", store],
+        cwd=tmp_path, env={**os.environ, "SLURM_RESTART_COUNT": "1"}, capture_output=True, text=True,
+        timeout=TIMEOUT_S, input="",
+    )  # fmt: skip
+    assert requeued.returncode == 0, requeued.stderr[-3000:]
+    assert _packed_files(out / "data") == before
