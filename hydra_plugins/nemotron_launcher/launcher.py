@@ -81,10 +81,14 @@ class NemotronLocalLauncher(LocalLauncher):
         for job in executor.map_array(self, *zip(*job_params, strict=True)):
             try:
                 results.append(job.results()[0])
-            except UncompletedJobError:
+            except UncompletedJobError as exc:
                 failed = rank0_failure(job)
-                if failed is None:
-                    raise
+                if failed is None:  # rank 0 itself ended without a result (killed): nothing was committed
+                    first = next((line for line in str(exc).splitlines() if line.strip()), "no result")
+                    raise LaunchError(
+                        f"Job {job.job_id} did not finish, so nothing was committed for it: {first.strip()} "
+                        f"Its logs: {Path(job.paths.stderr).parent}."
+                    ) from None
                 results.append(failed)
         return results
 

@@ -179,6 +179,27 @@ def test_a_killed_rank_fails_the_job_and_the_rerun_makes_only_the_missing_shards
     assert metadata["metadata"]["tokenized_shards"] == total - len(finished)  # only the missing shards
 
 
+def test_a_killed_rank_0_fails_the_command_without_a_traceback(corpus):
+    base, conf = corpus
+    cwd = base / "rank0"
+    cwd.mkdir()
+    store = cwd / "store"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "nemotron", *conf, *SETTINGS, "stage.shard_rows=100", f"artifacts.manifest.root={store}",
+         "launcher=submitit_local", "launcher.tasks_per_node=2"],
+        cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (ready := list(cwd.glob("multirun/*/*/0/.ranks/*/ready"))):
+        assert run.poll() is None and time.monotonic() < deadline, "the job ended before rank 0 could be killed"
+        time.sleep(0.02)
+    os.kill(int(ready[0].with_name("rank_00000.alive").read_text().split()[-1]), signal.SIGKILL)
+    _, stderr = run.communicate(timeout=TIMEOUT_S)
+    assert run.returncode != 0 and "Traceback" not in stderr, stderr[-3000:]
+    assert "did not finish, so nothing was committed" in " ".join(stderr.split()), stderr[-3000:]
+    assert not list(store.glob("*/v*/manifest.json"))
+
+
 def _kill_rank_1_after_two_shards(cwd: Path) -> tuple[str, str, int] | None:
     """SIGKILL rank 1 once it has finished two shards; returns one of them (None: not yet)."""
     for data_dir in data_dirs(cwd):
