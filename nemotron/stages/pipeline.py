@@ -47,7 +47,8 @@ from nemotron.job import output_dir, stage_params
 INPUTS: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
     "sft_data": {"tokenizer": (("pretrain_data",), "TokenizerArtifact")},
     "pretrain": {"data": (("pretrain_data",), "PretrainBlendsArtifact")},
-    "sft": {"model": (("pretrain",), "ModelArtifact"), "data": (("sft_data",), "SFTDataArtifact")},
+    "sft": {"model": (("pretrain",), "ModelArtifact"), "data": (("sft_data",), "SFTDataArtifact"),
+            "text": (("pretrain_data",), "PretrainBlendsArtifact")},  # replayed beside the chats (stage.text)
     "convert": {"model": (("sft",), "ModelArtifact")},
     "rl": {"model": (("convert", "sft"), "ModelArtifact"), "data": (("rl_data",), "SplitJsonlDataArtifact")},
 }
@@ -432,7 +433,7 @@ def _print_results(rows: list[dict[str, Any]], figure: Path | None) -> None:
                             "stage.select_min_delta)")  # fmt: skip
     table.caption = "\n".join(captions) or None
     console = Console(stderr=True)
-    console.print(table)
+    console.print(table, width=max(console.width, 120))  # a log file (80 columns by default) keeps whole rows
     # The pictures, one path a line and never wrapped (a terminal makes them clickable)
     for row in rows:
         if row.get("plot"):
@@ -456,11 +457,13 @@ def _print_examples(rows: list[dict[str, Any]], count: int = 3) -> None:
     console.print(f"{len(picked)} held-out problems and each model's answer:")
     for index in picked:
         problem = first[index]
-        kind = f" ({HELDOUT_SETS.get(problem['kind'], problem['kind'])})" if problem.get("kind") else ""
-        console.print(f"  {problem['problem']}  expected {problem['expected_answer']}{kind}", markup=False)
+        kind = f"[{HELDOUT_SETS.get(problem['kind'], problem['kind'])}] " if problem.get("kind") else ""
+        console.print(f"  {kind}{problem['problem']}  expected {problem['expected_answer']}", markup=False,
+                      soft_wrap=True)  # fmt: skip
         for stage, given in answers.items():
             mark = "right" if given[index]["correct"] else "wrong"
-            console.print(f"    {stage:<9} {mark}: {given[index]['completion'].strip()!r}", markup=False)
+            console.print(f"    {stage:<9} {mark}: {given[index]['completion'].strip()!r}", markup=False,
+                          soft_wrap=True)  # fmt: skip
 
 
 def _read_answers(path: str | None) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ Commits `sft-model-tiny`, whose `base_model` is the pinned pretrained model.
 
 from __future__ import annotations
 
+from typing import Any
+
 from omegaconf import DictConfig
 from pydantic import Field
 
@@ -30,6 +32,9 @@ class SFTParams(LoopParams):
     data_uri: str
     batch_size: int = Field(gt=0)
     eval_batches: int = Field(gt=0)
+    text: str | None = Field(description="a PretrainBlendsArtifact mixed into training (replay); None: none")
+    text_weight: float = Field(ge=0, description="weight of the replayed text's loss")
+    text_batch_size: int = Field(gt=0)
 
 
 def run(cfg: DictConfig) -> ModelArtifact | None:
@@ -58,6 +63,7 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
             f"model {base.uri or base.path} has positions ({positions}). Prepare the SFT data with "
             f"stage.pack_size={positions} or less."
         )
+    replay = _replay_windows(cfg, params, tokenizer, model)
     train = PackedRowReader(data.path, "train", params.seed, tokenizer.pad_token_id)
     valid = PackedRowReader(data.path, "valid", params.seed, tokenizer.pad_token_id)
     out = output_dir(params.output_dir, ("model",), create=True)
@@ -71,8 +77,14 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
         def train_step(step: int) -> dict[str, float]:
             batch = train.batch(step, params.batch_size, env.rank, env.world_size)
             loss, tokens = lm_loss(trainer.wrapped, batch, device)
+            values = {"loss": loss.item()}
+            if replay is not None:  # pretraining text too, so fine-tuning does not erase what pretraining taught
+                text_loss, text_tokens = lm_loss(trainer.wrapped, replay.batch(step, params.text_batch_size, env.rank),
+                                                 device)  # fmt: skip
+                loss, tokens = loss + params.text_weight * text_loss, tokens + text_tokens
+                values["text_loss"] = text_loss.item()
             grad_norm = trainer.update(loss)
-            return {"loss": loss.item(), "grad_norm": grad_norm or 0.0, "tokens": tokens * env.world_size}
+            return {**values, "grad_norm": grad_norm or 0.0, "tokens": tokens * env.world_size}
 
         @torch.no_grad()
         def evaluate() -> dict[str, float]:
@@ -94,3 +106,16 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
         base_model=base.uri,
         metadata={**result.metrics, "history": str(result.history), "pack_size": data.pack_size},
     )
+
+
+def _replay_windows(cfg: DictConfig, params: SFTParams, tokenizer: Any, model: Any) -> Any:
+    """Windows of the pretraining text's train split to mix into SFT (stage.text); None without it."""
+    if not params.text or not params.text_weight:
+        return None
+    from nemotron.artifacts import PretrainBlendsArtifact
+    from nemotron.training.batches import TokenWindows
+
+    text = load_input(cfg, params.text, PretrainBlendsArtifact)
+    check_same_tokenizer(tokenizer, load_data_tokenizer(cfg, text)[0], params.model_uri, text.uri or text.path)
+    seq_len = min(256, getattr(model.config, "max_position_embeddings", 256))
+    return TokenWindows(text.path, text.blend_path, "train", seq_len, params.seed)

@@ -94,7 +94,8 @@ def pipeline_figure(histories: dict[str, Path], bars: dict[str, dict[str, float]
                 ax.plot(*zip(*points, strict=True), marker="o" if len(points) < 30 else None, label=key)
         ax.set_title(f"{stage}: {', '.join(keys)}")
         ax.set_xlabel("step")
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
     _accuracy_bars(fig.add_subplot(grid[1, :]), bars)
     fig.suptitle("pipeline: training curves per stage, and what each stage's model answers on held-out problems")
     fig.tight_layout()

@@ -89,6 +89,10 @@ def test_pipeline_trains_evaluates_and_records_lineage(tmp_path: Path) -> None:
     assert pictures[0] == out / "pipeline.png" and str(pictures[0]) in stderr  # linked from the table
     for picture in pictures:
         assert_drawn(picture)
+    sft_rows = [json.loads(line) for line in Path(results["eval"][1]["history"]).read_text().splitlines()]
+    assert all(row["text_loss"] > 0 for row in sft_rows if "loss" in row)  # SFT replays the pretraining text
+    replayed = results["artifacts"]["pretrain_data"]["PretrainBlendsArtifact"]
+    assert plain(replayed) in used(root, results["artifacts"]["sft"]["ModelArtifact"])  # and its lineage says so
     lineage = ok(nemotron_art("lineage", results["artifacts"]["rl"]["ModelArtifact"], "--format", "json", cwd=tmp_path,
                               env=clean_env(NEMOTRON_ARTIFACTS_ROOT=root)))  # fmt: skip
     names = set(refs(json.loads(lineage.stdout)))
