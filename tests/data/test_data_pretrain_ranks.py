@@ -135,7 +135,7 @@ def test_several_tasks_write_to_s3(corpus, one_task):
         fs = fsspec.filesystem("s3", endpoint_url=endpoint, key=env["AWS_ACCESS_KEY_ID"],
                                secret=env["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
         root = "data-bucket/run1/data/"
-        remote = {p[len(root):]: fs.cat_file(p) for p in fs.find(root) if "/shards/" in p or "/receipts/" in p}
+        remote = {p[len(root) :]: fs.cat_file(p) for p in fs.find(root) if "/shards/" in p or "/receipts/" in p}
         remote["blend.json"] = fs.cat_file(root + "blend.json")
         assert remote == one_task
         assert fs.exists("data-bucket/run1/tokenizer/tokenizer.json") and fs.exists(root + "plan.json")
