@@ -433,7 +433,9 @@ def _print_results(rows: list[dict[str, Any]], figure: Path | None) -> None:
                             "stage.select_min_delta)")  # fmt: skip
     table.caption = "\n".join(captions) or None
     console = Console(stderr=True)
-    console.print(table, width=max(console.width, 120))  # a log file (80 columns by default) keeps whole rows
+    if not console.is_terminal:  # a log file (80 columns by default) keeps whole rows
+        console = Console(stderr=True, width=120)
+    console.print(table)
     # The pictures, one path a line and never wrapped (a terminal makes them clickable)
     for row in rows:
         if row.get("plot"):
