@@ -296,11 +296,11 @@ def apply_scale(count: int, scale: str | Mapping[str, Any] | Any) -> int:
 
 
 def _scale_named(name: str) -> Any:
+    from importlib.resources import files
+
     import yaml
 
     from nemotron.data.sources import ScaleConfig
-
-    from importlib.resources import files
 
     directory = files("nemotron.conf") / "scale"  # conf/scale, shipped as the package nemotron.conf
     known = sorted(p.name.removesuffix(".yaml") for p in directory.iterdir() if p.name.endswith(".yaml"))

@@ -192,9 +192,11 @@ def test_each_rule_finds_a_breach():
     assert artifacts_module_level_imports(table) == [
         "nemotron.artifacts.base imports nemotron.store.records at module level"
     ]
-    assert backend_stage_imports(table) == stage_imports_outside_stages(table) == [
-        "nemotron.backends.nemo_rl imports nemotron.stages.rl"
-    ]
+    assert (
+        backend_stage_imports(table)
+        == stage_imports_outside_stages(table)
+        == ["nemotron.backends.nemo_rl imports nemotron.stages.rl"]
+    )
 
 
 def test_pyproject_lists_every_package_the_wheel_needs():

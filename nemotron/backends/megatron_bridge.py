@@ -133,7 +133,10 @@ def run(cfg: DictConfig, mode: Mode) -> ModelArtifact | None:
             "Starting from Megatron-Bridge's performance recipe %s (measured on %d x %s): its layout and batch "
             "replace model.parallelism and model.batch.%s (launcher.gpu_type=null keeps those); its env_vars are "
             "exported at job start.",
-            perf.recipe, cluster.world_size, cfg.launcher.gpu_type, mode,
+            perf.recipe,
+            cluster.world_size,
+            cfg.launcher.gpu_type,
+            mode,
         )
     config_path, script_path = out / CONFIG_FILE, out / SCRIPT_FILE
     hf = hf_source(cfg, mode)
@@ -194,28 +197,34 @@ def build_config(
     check_sequence_length(seq_length, parallel, "the data's pack_size" if mode == "sft" else "model.max_seq_len")
     config: dict[str, Any] = {
         "model": {**parallel.model_dump(), "seq_length": seq_length},
-        "train": _cluster.only_set({
-            "train_iters": params.steps,
-            "global_batch_size": global_batch,
-            "micro_batch_size": micro_batch,
-        }),
+        "train": _cluster.only_set(
+            {
+                "train_iters": params.steps,
+                "global_batch_size": global_batch,
+                "micro_batch_size": micro_batch,
+            }
+        ),
         "validation": _cluster.only_set({"eval_interval": params.eval_every, "eval_iters": params.eval_batches}),
-        "optimizer": _cluster.only_set({
-            "optimizer": "adam",
-            "lr": params.lr,
-            "min_lr": params.min_lr,
-            "weight_decay": params.weight_decay,
-            "clip_grad": params.grad_clip,
-            "bf16": True,
-            "use_distributed_optimizer": True,
-        }),
-        "scheduler": _cluster.only_set({
-            "lr_decay_style": "cosine",
-            "lr_warmup_iters": params.warmup_steps,
-            "lr_decay_iters": params.steps,
-            "start_weight_decay": params.weight_decay,
-            "end_weight_decay": params.weight_decay,
-        }),
+        "optimizer": _cluster.only_set(
+            {
+                "optimizer": "adam",
+                "lr": params.lr,
+                "min_lr": params.min_lr,
+                "weight_decay": params.weight_decay,
+                "clip_grad": params.grad_clip,
+                "bf16": True,
+                "use_distributed_optimizer": True,
+            }
+        ),
+        "scheduler": _cluster.only_set(
+            {
+                "lr_decay_style": "cosine",
+                "lr_warmup_iters": params.warmup_steps,
+                "lr_decay_iters": params.steps,
+                "start_weight_decay": params.weight_decay,
+                "end_weight_decay": params.weight_decay,
+            }
+        ),
         "dataset": dataset,
         "checkpoint": checkpoint_config(params, out, base),
         "logger": logger_config(cfg, params, out),

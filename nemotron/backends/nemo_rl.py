@@ -138,31 +138,37 @@ def build_config(
     check_rl_parallelism(rl, cluster)
     config = {
         "defaults": str(Path(rl.get("nemo_rl_dir", "/opt/nemo-rl")) / rl["base_config"]),
-        "grpo": _cluster.only_set({
-            "num_prompts_per_step": params.prompts_per_step,
-            "num_generations_per_prompt": params.group_size,
-            "max_num_steps": params.steps,
-            "val_period": params.eval_every,
-            "max_val_samples": params.eval_problems,
-            # one validation batch of all the problems unless the model says otherwise: NeMo-RL validates
-            # max_val_samples // val_batch_size batches (nemo_rl/algorithms/grpo.py:3164-3167)
-            "val_batch_size": rl.get("val_batch_size") or params.eval_problems,
-            "seed": params.seed,
-        }),
-        "loss_fn": _cluster.only_set({
-            "reference_policy_kl_penalty": params.kl_coef,
-            "ratio_clip_min": params.clip_eps,
-            "ratio_clip_max": params.clip_eps,
-            "token_level_loss": True,
-        }),
-        "checkpointing": _cluster.only_set({
-            "enabled": True,
-            "checkpoint_dir": str(out / "checkpoints"),
-            "save_period": params.checkpoint_every,
-            "metric_name": "val:accuracy",
-            "higher_is_better": True,
-            "keep_top_k": 3,
-        }),
+        "grpo": _cluster.only_set(
+            {
+                "num_prompts_per_step": params.prompts_per_step,
+                "num_generations_per_prompt": params.group_size,
+                "max_num_steps": params.steps,
+                "val_period": params.eval_every,
+                "max_val_samples": params.eval_problems,
+                # one validation batch of all the problems unless the model says otherwise: NeMo-RL validates
+                # max_val_samples // val_batch_size batches (nemo_rl/algorithms/grpo.py:3164-3167)
+                "val_batch_size": rl.get("val_batch_size") or params.eval_problems,
+                "seed": params.seed,
+            }
+        ),
+        "loss_fn": _cluster.only_set(
+            {
+                "reference_policy_kl_penalty": params.kl_coef,
+                "ratio_clip_min": params.clip_eps,
+                "ratio_clip_max": params.clip_eps,
+                "token_level_loss": True,
+            }
+        ),
+        "checkpointing": _cluster.only_set(
+            {
+                "enabled": True,
+                "checkpoint_dir": str(out / "checkpoints"),
+                "save_period": params.checkpoint_every,
+                "metric_name": "val:accuracy",
+                "higher_is_better": True,
+                "keep_top_k": 3,
+            }
+        ),
         "policy": policy_config(cfg, params, rl, base),
         "data": {
             "max_input_seq_length": rl["max_total_sequence_length"],
@@ -216,12 +222,14 @@ def policy_config(
         "train_micro_batch_size": rl["train_micro_batch_size"],
         "logprob_batch_size": rl["train_micro_batch_size"],
         "max_total_sequence_length": rl["max_total_sequence_length"],
-        "generation": _cluster.only_set({
-            "backend": "vllm",
-            "max_new_tokens": params.max_new_tokens,  # None: the base's max_total_sequence_length
-            "temperature": params.temperature,
-            "vllm_cfg": dict(rl.get("vllm_cfg") or {}),
-        }),
+        "generation": _cluster.only_set(
+            {
+                "backend": "vllm",
+                "max_new_tokens": params.max_new_tokens,  # None: the base's max_total_sequence_length
+                "temperature": params.temperature,
+                "vllm_cfg": dict(rl.get("vllm_cfg") or {}),
+            }
+        ),
     }
     if params.grad_clip is not None:
         values["max_grad_norm"] = params.grad_clip
@@ -334,7 +342,7 @@ def check_grpo(config: Mapping[str, Any], rl: Mapping[str, Any], cluster: _clust
         raise NemotronError(
             f"policy.megatron_cfg.bias_activation_fusion is on, but model.activation={activation}: megatron-core fuses "
             "the bias only with gelu, swiglu or quick_gelu and refuses the model at start (megatron-core "
-            "transformer_config.py:2115 at 0.19.2; mlp.py \"Only support fusion of gelu and swiglu\"). Remove "
+            'transformer_config.py:2115 at 0.19.2; mlp.py "Only support fusion of gelu and swiglu"). Remove '
             "model.rl.megatron_cfg.bias_activation_fusion (nemotron then turns it off for this activation)."
         )
     divisible, least = int(policy["make_sequence_length_divisible_by"]), min_pad_factor(megatron)
@@ -356,7 +364,7 @@ def _check_validation(grpo: Mapping[str, Any], data: Mapping[str, Any], base: st
     if data.get("validation") is None:
         raise NemotronError(
             f"grpo.val_period={period} validates every {period} steps, but the RL data has no validation split: "
-            "NeMo-RL stops at start (\"Validation dataset is required if validation is enabled\", "
+            'NeMo-RL stops at start ("Validation dataset is required if validation is enabled", '
             "nemo_rl/algorithms/grpo.py:405). Prepare the data with a val split (stage=rl_data) or set "
             "stage.eval_every=0."
         )
@@ -380,7 +388,7 @@ def _check_samples_per_step(
         raise NemotronError(
             f"{prompts} prompts x {generations} generations = {prompts * generations} samples per step is not a "
             f"multiple of train_global_batch_size={global_batch}: NeMo-RL stops at the first training step "
-            f"(\"Total batch size ({prompts * generations}) is not a multiple of batch_size ({global_batch})\", "
+            f'("Total batch size ({prompts * generations}) is not a multiple of batch_size ({global_batch})", '
             "nemo_rl/distributed/batched_data_dict.py:396). Make model.rl.train_global_batch_size divide the "
             "samples per step, or change stage.prompts_per_step / stage.group_size."
         )
@@ -389,7 +397,7 @@ def _check_samples_per_step(
         raise NemotronError(
             f"train_global_batch_size={global_batch} is not a multiple of the policy's data-parallel size "
             f"{data_parallel} ({cluster.world_size} GPUs / {_model_parallel(rl)} per replica): NeMo-RL shards each "
-            "global batch evenly (\"Batch size is not a multiple of shards\", nemo_rl/distributed/"
+            'global batch evenly ("Batch size is not a multiple of shards", nemo_rl/distributed/'
             "batched_data_dict.py:400). Change model.rl.train_global_batch_size."
         )
     packed = _effective(policy, "sequence_packing", base) or _effective(policy, "dynamic_batching", base)
@@ -477,11 +485,11 @@ def logger_config(cfg: DictConfig, params: GRPOStageParams, out: Path) -> dict[s
 # a name that another node resolves differently (or not at all) is no Ray address. The batch script runs on the
 # allocation's first node, the head; srun still places the steps by name ($HEAD_NODE).
 RESOLVE_HEAD = [
-    'HEAD_NODE=${NODES[0]}',
+    "HEAD_NODE=${NODES[0]}",
     "RAY_HEAD=$(getent ahostsv4 \"$HEAD_NODE\" | awk 'NR == 1 { print $1 }' || true)",
     'if [ -z "$RAY_HEAD" ]; then',
     '  echo "WARNING: $HEAD_NODE does not resolve to an IP here; Ray uses the name" >&2',
-    '  RAY_HEAD=$HEAD_NODE',
+    "  RAY_HEAD=$HEAD_NODE",
     "fi",
     "export HEAD_NODE RAY_HEAD",
 ]

@@ -47,8 +47,11 @@ from nemotron.job import output_dir, stage_params
 INPUTS: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
     "sft_data": {"tokenizer": (("pretrain_data",), "TokenizerArtifact")},
     "pretrain": {"data": (("pretrain_data",), "PretrainBlendsArtifact")},
-    "sft": {"model": (("pretrain",), "ModelArtifact"), "data": (("sft_data",), "SFTDataArtifact"),
-            "text": (("pretrain_data",), "PretrainBlendsArtifact")},  # replayed beside the chats (stage.text)
+    "sft": {
+        "model": (("pretrain",), "ModelArtifact"),
+        "data": (("sft_data",), "SFTDataArtifact"),
+        "text": (("pretrain_data",), "PretrainBlendsArtifact"),
+    },  # replayed beside the chats (stage.text)
     "convert": {"model": (("sft",), "ModelArtifact")},
     "rl": {"model": (("convert", "sft"), "ModelArtifact"), "data": (("rl_data",), "SplitJsonlDataArtifact")},
 }
@@ -77,8 +80,10 @@ EXTRA = {
 # What each step commits, by artifact type: (the stage key naming it, its default; the scale suffix is appended).
 # A chained step's successors name its outputs before they exist (NAME:pipe-<run id>), so they are listed here.
 OUTPUTS: dict[str, dict[str, tuple[str, str | None]]] = {
-    "pretrain_data": {"TokenizerArtifact": ("tokenizer_name", "tokenizer"),
-                      "PretrainBlendsArtifact": ("name", "pretrain-data")},  # fmt: skip
+    "pretrain_data": {
+        "TokenizerArtifact": ("tokenizer_name", "tokenizer"),
+        "PretrainBlendsArtifact": ("name", "pretrain-data"),
+    },  # fmt: skip
     "sft_data": {"SFTDataArtifact": ("name", "sft-data")},
     "rl_data": {"SplitJsonlDataArtifact": ("name", "rl-data")},
     "pretrain": {"ModelArtifact": ("name", "pretrain-model")},
@@ -129,8 +134,9 @@ def run(cfg: DictConfig) -> None:
                      *params.stage_overrides(step)]  # fmt: skip
         produced[step] = _run_step(step, overrides, out / f"{number:02d}_{step}")
     figure = _summary_figure(results, out) if results else None
-    (out / "results.json").write_text(json.dumps({"artifacts": produced, "eval": results,
-                                                  "figure": str(figure) if figure else None}, indent=2) + "\n")
+    (out / "results.json").write_text(
+        json.dumps({"artifacts": produced, "eval": results, "figure": str(figure) if figure else None}, indent=2) + "\n"
+    )
     _print_results(results, figure)
     _print_examples(results)
 
@@ -247,8 +253,13 @@ class _Chain:
 def _submit_chain(cfg: DictConfig, params: PipelineParams, out: Path) -> None:
     """Submit every step as a Slurm job that starts when the jobs it reads from succeeded; print the job ids."""
     alias = run_alias()
-    chain = _Chain(alias, [*_shared_overrides(), *_launcher_overrides(), f"++artifacts.alias={alias}"],
-                   str(cfg.get("scale", {}).get("suffix") or ""), bool(cfg.launcher.get("dry_run", False)), out)
+    chain = _Chain(
+        alias,
+        [*_shared_overrides(), *_launcher_overrides(), f"++artifacts.alias={alias}"],
+        str(cfg.get("scale", {}).get("suffix") or ""),
+        bool(cfg.launcher.get("dry_run", False)),
+        out,
+    )
     try:
         _submit_steps(cfg, params, chain)
     except NemotronError as exc:
@@ -272,8 +283,14 @@ def _submit_steps(cfg: DictConfig, params: PipelineParams, chain: _Chain) -> Non
                 wiring = [f"++run.model={model}", *_wiring(EVAL_INPUTS, produced)]
                 after = [jobs[trained], *_upstream_jobs(EVAL_INPUTS, produced, jobs)]
                 overrides = [*chain.shared, *_one_node("eval", cfg), *wiring, *params.stage_overrides("eval")]
-                jobs[f"eval_{trained}"] = job = _submit(f"eval_{trained}", "eval", overrides, after,
-                                                        chain.out / f"{number:02d}_eval_{trained}", chain.dry_run)
+                jobs[f"eval_{trained}"] = job = _submit(
+                    f"eval_{trained}",
+                    "eval",
+                    overrides,
+                    after,
+                    chain.out / f"{number:02d}_eval_{trained}",
+                    chain.dry_run,
+                )
                 chain.rows.append({"step": f"eval ({trained})", "job": job,
                                    "commits": f"eval-{_name(model)}:{chain.alias}"})  # fmt: skip
             continue
@@ -372,8 +389,12 @@ def _model_steps(model_uri: str) -> dict[str, int | None]:
 
     model = active_tracking().load(model_uri, ModelArtifact)
     history = model.metadata.get("history")  # its metrics.jsonl; the stage's curves are loss.png beside it
-    return {"step": model.step, "trained_steps": model.metadata.get("trained_steps", model.step),
-            "history": history, "plot": _existing(Path(history).with_name("loss.png")) if history else None}
+    return {
+        "step": model.step,
+        "trained_steps": model.metadata.get("trained_steps", model.step),
+        "history": history,
+        "plot": _existing(Path(history).with_name("loss.png")) if history else None,
+    }
 
 
 def _existing(path: Path) -> str | None:
@@ -419,8 +440,9 @@ def _print_results(rows: list[dict[str, Any]], figure: Path | None) -> None:
     table = Table(title="pipeline results: exact-answer accuracy on held-out problems, perplexity on validation text",
                   title_justify="left")  # fmt: skip
     for column in ("after", "step", *(title for _, title in accuracy), "perplexity", "model"):
-        table.add_column(column, justify="left" if column in ("after", "model") else "right",
-                         overflow="fold")  # a narrow terminal wraps a name, never cuts it
+        table.add_column(
+            column, justify="left" if column in ("after", "model") else "right", overflow="fold"
+        )  # a narrow terminal wraps a name, never cuts it
     captions = []
     for row in rows:
         values = [f"{row[key]:.1%}" if row.get(key) is not None else "-" for key, _ in accuracy]

@@ -86,6 +86,10 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
         stage="pretrain",
         tokenizer_uri=tokenizer_uri,
         base_model=None,
-        metadata={**result.metrics, "history": str(result.history), "world_size": env.world_size,
-                  "resumed_from": str(result.resumed_from) if result.resumed_from else None},  # fmt: skip
+        metadata={
+            **result.metrics,
+            "history": str(result.history),
+            "world_size": env.world_size,
+            "resumed_from": str(result.resumed_from) if result.resumed_from else None,
+        },  # fmt: skip
     )

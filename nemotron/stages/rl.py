@@ -66,8 +66,16 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
             torch.manual_seed(params.seed * 100_003 + step * env.world_size + env.rank)  # resumable sampling
             first = (step * env.world_size + env.rank) * params.prompts_per_step
             problems = [train[k % len(train)] for k in range(first, first + params.prompts_per_step)]
-            batch = rollout(trainer.module, reference, tokenizer, problems, group_size=params.group_size,
-                            max_new_tokens=params.max_new_tokens, temperature=params.temperature, device=device)
+            batch = rollout(
+                trainer.module,
+                reference,
+                tokenizer,
+                problems,
+                group_size=params.group_size,
+                max_new_tokens=params.max_new_tokens,
+                temperature=params.temperature,
+                device=device,
+            )
             for _ in range(params.updates_per_step):
                 loss, stats = grpo_loss(trainer.wrapped, batch, clip_eps=params.clip_eps, kl_coef=params.kl_coef)
                 trainer.update(loss)
@@ -90,6 +98,11 @@ def run(cfg: DictConfig) -> ModelArtifact | None:
         stage="rl",
         tokenizer_uri=base.tokenizer_uri,
         base_model=base.uri,
-        metadata={**result.metrics, "history": str(result.history), "algorithm": "grpo",
-                  "trained_steps": params.steps, "selected_step": result.selected_step},  # fmt: skip
+        metadata={
+            **result.metrics,
+            "history": str(result.history),
+            "algorithm": "grpo",
+            "trained_steps": params.steps,
+            "selected_step": result.selected_step,
+        },  # fmt: skip
     )

@@ -1,13 +1,13 @@
 """GRPO (Group Relative Policy Optimization, Shao et al. 2024), one step at a time.
 
-    for each prompt, sample `group_size` completions from the current policy
-    reward each completion: 1 if its final answer is exactly the expected answer, else 0
-    advantage of a completion = (its reward - the group's mean reward) / (the group's std + eps)
-        (no value network: the group is the baseline; a group where all answers agree teaches nothing)
-    loss per completion token = -min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) + kl_coef * KL
-        ratio = pi(token) / pi_old(token), where pi_old is the policy that sampled the completions
-        KL    = the k3 estimator of KL(pi || pi_ref) against the frozen starting model
-    average over all completion tokens, and take `updates_per_step` optimizer steps on the batch
+for each prompt, sample `group_size` completions from the current policy
+reward each completion: 1 if its final answer is exactly the expected answer, else 0
+advantage of a completion = (its reward - the group's mean reward) / (the group's std + eps)
+    (no value network: the group is the baseline; a group where all answers agree teaches nothing)
+loss per completion token = -min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) + kl_coef * KL
+    ratio = pi(token) / pi_old(token), where pi_old is the policy that sampled the completions
+    KL    = the k3 estimator of KL(pi || pi_ref) against the frozen starting model
+average over all completion tokens, and take `updates_per_step` optimizer steps on the batch
 """
 
 from __future__ import annotations

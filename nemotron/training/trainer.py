@@ -263,7 +263,6 @@ class Trainer:
         return TrainResult(step, model_dir, summary, self.metrics.path, plot, self.resumed_from,
                            self.best[1] if self.best else None)  # fmt: skip
 
-
     def _check_finite_weights(self) -> None:
         """A last update can leave non-finite weights that no later step saw: never save such a model."""
         import torch

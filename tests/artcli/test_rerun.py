@@ -69,6 +69,7 @@ def test_a_rerun_of_a_data_stage_gives_the_same_files(reran: Rerun, name: str) -
     # blend.json names its shards relative to itself: no file names the output directory
     assert [path for path in before if before[path] != after[path]] == []
 
+
 def test_a_rerun_pins_every_input_to_the_version_the_original_used(reran: Rerun) -> None:
     assert reran.manifest("tokenizer-tiny:v2")["reproduces"] == "tokenizer-tiny:v1"  # latest is v2 now
     assert reran.manifest("sft-data-tiny:v1")["used_artifacts"] == ["tokenizer-tiny:v1"]

@@ -142,8 +142,10 @@ def test_pack_size_resolves_as_an_int(tiny_run):
 USER = {"role": "user", "content": "2 + 2"}
 BAD_ROWS = {  # file name -> its JSON lines (the second is the bad one)
     "role.jsonl": [[USER, {"role": "assistant", "content": "4"}], [USER, {"role": "robot", "content": "4"}]],
-    "empty.jsonl": [[USER, {"role": "assistant", "content": "4"}],
-                    [{"role": "user", "content": ""}, {"role": "assistant", "content": " "}]],  # fmt: skip
+    "empty.jsonl": [
+        [USER, {"role": "assistant", "content": "4"}],
+        [{"role": "user", "content": ""}, {"role": "assistant", "content": " "}],
+    ],  # fmt: skip
     "null.jsonl": [[USER, {"role": "assistant", "content": "4"}], None],
 }
 
@@ -157,14 +159,22 @@ def _source(name: str) -> str:
     [
         (["stage.pack_size=4"], ["stage.pack_size=4 is smaller than the chat template's minimum"]),
         (["stage.messages_field=conversation"], ["has no 'conversation' field", "synthetic:arithmetic-chat#0"]),
-        (["stage.pack_size=20", "stage.overlong=drop"], ["made no training rows", "were longer than stage.pack_size=20",
-                                                         "stage.overlong=drop dropped them"]),  # fmt: skip
+        (
+            ["stage.pack_size=20", "stage.overlong=drop"],
+            ["made no training rows", "were longer than stage.pack_size=20", "stage.overlong=drop dropped them"],
+        ),  # fmt: skip
         ([_source("role.jsonl")], ["role.jsonl:2", "the role 'robot'"]),
         ([_source("empty.jsonl")], ["empty.jsonl:2", "Every message", "is empty"]),
         ([_source("null.jsonl")], ["null.jsonl:2", "'messages' field", "is null"]),
     ],
-    ids=["pack_size too small", "missing messages field", "every conversation dropped", "unknown role",
-         "only empty contents", "null messages"],  # fmt: skip
+    ids=[
+        "pack_size too small",
+        "missing messages field",
+        "every conversation dropped",
+        "unknown role",
+        "only empty contents",
+        "null messages",
+    ],  # fmt: skip
 )
 def test_bad_input_fails_clearly_and_commits_nothing(tmp_path, bpe_dir, overrides, fragments):
     for name, rows in BAD_ROWS.items():

@@ -216,10 +216,14 @@ def _parquet_null(tmp_path: Path) -> SourceConfig:
 
 
 BAD_SOURCES = {
-    "truncated gzip": (lambda p: _truncated(p, ".gz"), ["cannot read", "d.jsonl.gz as jsonl (gzip)", "EOFError",
-                                                         "truncated"]),  # fmt: skip
-    "truncated zstd": (lambda p: _truncated(p, ".zst"), ["cannot read", "d.jsonl.zst as jsonl (zstd)", "EOFError",
-                                                         "truncated"]),  # fmt: skip
+    "truncated gzip": (
+        lambda p: _truncated(p, ".gz"),
+        ["cannot read", "d.jsonl.gz as jsonl (gzip)", "EOFError", "truncated"],
+    ),  # fmt: skip
+    "truncated zstd": (
+        lambda p: _truncated(p, ".zst"),
+        ["cannot read", "d.jsonl.zst as jsonl (zstd)", "EOFError", "truncated"],
+    ),  # fmt: skip
     "zstd cut at a frame header": (lambda p: _cut_zstd(p, 6), ["d.jsonl.zst as jsonl (zstd) at its start", "EOFError"]),
     "not parquet": (_not_parquet, ["cannot read", "d.parquet as parquet at its start", "Parquet magic bytes"]),
     "parquet text null": (_parquet_null, ["text field 'text' is null", "d.parquet#2"]),

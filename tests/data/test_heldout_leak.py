@@ -48,8 +48,12 @@ def expressions(text: str) -> tuple[set[str], set[str]]:
 
 
 def rows_of(blend: dict, split: str) -> list[dict]:
-    return [row for source in blend["sources"] if source.get("split", "train") == split
-            for row in synthetic.generate(source["task"], min(source["num_rows"], 10_000), source["seed"], split)]
+    return [
+        row
+        for source in blend["sources"]
+        if source.get("split", "train") == split
+        for row in synthetic.generate(source["task"], min(source["num_rows"], 10_000), source["seed"], split)
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -146,8 +146,15 @@ def test_dry_runs_pass_the_pre_submit_checks(project, inputs, tmp_path, model, s
         ("rl", ["stage.prompts_per_step=3", "stage.group_size=5"], "15 samples per step is not a multiple of"),
         ("rl", ["+model.rl.megatron_cfg.bias_activation_fusion=true"], "model.activation=squared_relu"),
         # the SFT data's pack_size 2048 over CP3 x TP8 with sequence parallel: lcm(6, 24) = 24
-        ("sft", ["model.parallelism.tensor_model_parallel_size=8", "model.parallelism.context_parallel_size=3",
-                 "launcher.nodes=3"], "sequence length 2048"),
+        (
+            "sft",
+            [
+                "model.parallelism.tensor_model_parallel_size=8",
+                "model.parallelism.context_parallel_size=3",
+                "launcher.nodes=3",
+            ],
+            "sequence length 2048",
+        ),
     ],
 )
 def test_bad_backend_input_is_one_paragraph_before_submitting(project, inputs, tmp_path, stage, overrides, message):
@@ -166,16 +173,22 @@ def test_bad_backend_input_is_one_paragraph_before_submitting(project, inputs, t
 @pytest.mark.parametrize(
     ("stage", "message"),
     [
-        ("pretrain", "Megatron-Bridge is not installed in this environment, and nemotron's Megatron-Bridge backend "
-                     "needs Megatron-Bridge 0.6 or newer. Run it in nvcr.io#nvidia/nemo:26.08"),
+        (
+            "pretrain",
+            "Megatron-Bridge is not installed in this environment, and nemotron's Megatron-Bridge backend "
+            "needs Megatron-Bridge 0.6 or newer. Run it in nvcr.io#nvidia/nemo:26.08",
+        ),
         ("rl", "NeMo-RL is not installed in this environment"),
     ],
 )
 def test_a_real_run_without_the_library_is_one_paragraph_naming_the_image(project, inputs, tmp_path, stage, message):
     """What a job started in the wrong container prints: the same check runs at job start (here: this machine,
     which has neither library), before torchrun or Ray, and nothing is committed."""
-    runs = [f"run.data={project['data']}"] if stage == "pretrain" else [
-        f"run.data={inputs['rl']}", f"run.model={inputs['models']['megatron']}"]
+    runs = (
+        [f"run.data={project['data']}"]
+        if stage == "pretrain"
+        else [f"run.data={inputs['rl']}", f"run.model={inputs['models']['megatron']}"]
+    )
     before = tree(project["store"])
     result = nemotron(
         f"stage={stage}", "model=nano3", "launcher=local", f"artifacts.manifest.root={project['store']}",

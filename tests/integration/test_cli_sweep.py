@@ -96,8 +96,15 @@ def test_a_sweep_never_logs_or_saves_a_secret_override(tmp_path):
 
 def test_submitit_refuses_a_secret_on_the_command_line_before_pickling_it(tmp_path):
     data = make_data(tmp_path / "data")
-    result = nemotron("launcher=submitit_local", "stage=register", f"stage.path={data}", "stage.name=points",
-                      f"+wandb.api_key={SECRET}", cwd=tmp_path, env=clean_env(NEMOTRON_ARTIFACTS_ROOT=tmp_path / "s"))
+    result = nemotron(
+        "launcher=submitit_local",
+        "stage=register",
+        f"stage.path={data}",
+        "stage.name=points",
+        f"+wandb.api_key={SECRET}",
+        cwd=tmp_path,
+        env=clean_env(NEMOTRON_ARTIFACTS_ROOT=tmp_path / "s"),
+    )
     assert result.returncode == 1 and "wandb.api_key, a credential" in result.stderr
     assert "Traceback" not in result.stderr and SECRET not in result.stderr
     assert not (tmp_path / "multirun").exists() and not (tmp_path / "s").exists()

@@ -53,11 +53,15 @@ def test_tiny_model_is_copied_through_as_a_new_hf_version_with_lineage(project):
         (("stage.to=megatron",), "model.backend=torch has no Megatron format"),
         (("run.model=sft-model:latest",), "model.backend=torch has no Megatron format"),
         (("model=nano3", "run.model=sft-model-tiny:latest", "stage.to=hf"), "already in the hf format"),
-        (("model=nano3", "run.model=sft-model:latest", "model.hf_model=null", "model.hf_config=null"),
-         "needs the Hugging Face model"),
+        (
+            ("model=nano3", "run.model=sft-model:latest", "model.hf_model=null", "model.hf_config=null"),
+            "needs the Hugging Face model",
+        ),
         (("model=nano3", "run.model=sft-model:latest"), "Megatron-Bridge is not installed"),
-        (("model=llama32_1b", "run.model=sft-model:latest", "stage.dry_run=true", "launcher=gpu_2x8"),
-         "a gated Hugging Face repository"),
+        (
+            ("model=llama32_1b", "run.model=sft-model:latest", "stage.dry_run=true", "launcher=gpu_2x8"),
+            "a gated Hugging Face repository",
+        ),
     ],
 )
 def test_what_cannot_be_converted_is_refused_and_nothing_is_committed(project, args, message):

@@ -28,8 +28,11 @@ SMALL = [
     "model.num_kv_heads=2",
     "model.intermediate_size=64",
     "model.max_seq_len=128",
-    *(f"+stage.overrides.{step}.{setting.replace(':', '=')}" for step, settings in PER_STEP.items()
-      for setting in settings.split(",")),
+    *(
+        f"+stage.overrides.{step}.{setting.replace(':', '=')}"
+        for step, settings in PER_STEP.items()
+        for setting in settings.split(",")
+    ),
 ]
 
 

@@ -99,8 +99,13 @@ def made(tmp_path_factory) -> dict:
     root = f"artifacts.manifest.root={store}"
     pre = _nemotron(base, "stage=pretrain_data", "scale.max_rows_per_source=3000", "stage.shard_rows=300", root)
     sft = _nemotron(
-        base, "stage=sft_data", "+run.tokenizer=tokenizer-tiny", "data.tokenizer.name_or_path=${art:tokenizer,path}",
-        "stage.tokenizer_uri=${art:tokenizer,uri}", "scale.max_rows_per_source=500", root,
+        base,
+        "stage=sft_data",
+        "+run.tokenizer=tokenizer-tiny",
+        "data.tokenizer.name_or_path=${art:tokenizer,path}",
+        "stage.tokenizer_uri=${art:tokenizer,uri}",
+        "scale.max_rows_per_source=500",
+        root,
     )
     checkpoint = base / "checkpoint"
     checkpoint.mkdir()
@@ -113,8 +118,12 @@ def made(tmp_path_factory) -> dict:
         shutil.copytree(pre["tokenizer-tiny"]["path"], hf_config[name])
     (hf_config["llama32_1b"] / "config.json").write_text(json.dumps(LLAMA32_1B))  # nano3's: from the wheel
     return {
-        "base": base, "store": store, "pre": pre["pretrain-data-tiny"], "sft": sft["sft-data-tiny"],
-        "model": model.uri, "hf_config": hf_config,
+        "base": base,
+        "store": store,
+        "pre": pre["pretrain-data-tiny"],
+        "sft": sft["sft-data-tiny"],
+        "model": model.uri,
+        "hf_config": hf_config,
     }
 
 
@@ -123,15 +132,30 @@ def real(made) -> dict:
     """The checker's findings, one run of the 3.12 interpreter for all cases."""
     base = made["base"]
     args = [
-        str(PYTHON), str(CHECKER), "--store", str(made["store"]), "--pretrain-data", made["pre"]["uri"],
-        "--sft-data", made["sft"]["uri"], "--base-model", made["model"], "--out", str(base / "runs"),
-        "--hf-cache", str(base / "hf-cache"),
+        str(PYTHON),
+        str(CHECKER),
+        "--store",
+        str(made["store"]),
+        "--pretrain-data",
+        made["pre"]["uri"],
+        "--sft-data",
+        made["sft"]["uri"],
+        "--base-model",
+        made["model"],
+        "--out",
+        str(base / "runs"),
+        "--hf-cache",
+        str(base / "hf-cache"),
         *[f"--hf-config={name}={path}" for name, path in made["hf_config"].items()],
         *[f"--case={case}" for case in CASES],
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEMOTRON_", "PYTHON", "HF_", "WANDB_"))}
-    env |= {"PYTHONPATH": f"{ROOT}{os.pathsep}{STUBS}", "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(base / "hf-cache"),
-            "WANDB_MODE": "offline"}
+    env |= {
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{STUBS}",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(base / "hf-cache"),
+        "WANDB_MODE": "offline",
+    }
     result = subprocess.run(args, cwd=base, env=env, capture_output=True, text=True, timeout=900)
     lines = [line for line in result.stdout.splitlines() if line.startswith("REALMB-RESULT ")]
     assert result.returncode == 0 and lines, (result.stdout[-2000:], result.stderr[-6000:])

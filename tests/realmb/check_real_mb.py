@@ -172,8 +172,13 @@ def check(args: argparse.Namespace, model: str, mode: str, extra: list[str]) -> 
         "recipe": node["recipe"],
         "mismatches": wrong,
         "dataset_type": type(container.dataset).__name__,
-        "layout": [m.tensor_model_parallel_size, m.pipeline_model_parallel_size, m.context_parallel_size,
-                   m.expert_model_parallel_size, m.sequence_parallel],
+        "layout": [
+            m.tensor_model_parallel_size,
+            m.pipeline_model_parallel_size,
+            m.context_parallel_size,
+            m.expert_model_parallel_size,
+            m.sequence_parallel,
+        ],
         "batch": [container.train.global_batch_size, container.train.micro_batch_size],
         "data_parallel_size": container.data_parallel_size,
         "train_iters": container.train.train_iters,
@@ -213,12 +218,26 @@ def perf_table() -> dict[str, Any]:
             cfg = getattr(importlib.import_module(module), name)()
             m, p = cfg.model, perf.parallelism
             found[perf.recipe] = {
-                "wheel": [m.tensor_model_parallel_size, m.pipeline_model_parallel_size, m.context_parallel_size,
-                          m.expert_model_parallel_size, m.expert_tensor_parallel_size, m.sequence_parallel,
-                          cfg.train.global_batch_size, cfg.train.micro_batch_size],
-                "ours": [p.tensor_model_parallel_size, p.pipeline_model_parallel_size, p.context_parallel_size,
-                         p.expert_model_parallel_size, p.expert_tensor_parallel_size, p.sequence_parallel,
-                         perf.global_batch_size, perf.micro_batch_size],
+                "wheel": [
+                    m.tensor_model_parallel_size,
+                    m.pipeline_model_parallel_size,
+                    m.context_parallel_size,
+                    m.expert_model_parallel_size,
+                    m.expert_tensor_parallel_size,
+                    m.sequence_parallel,
+                    cfg.train.global_batch_size,
+                    cfg.train.micro_batch_size,
+                ],
+                "ours": [
+                    p.tensor_model_parallel_size,
+                    p.pipeline_model_parallel_size,
+                    p.context_parallel_size,
+                    p.expert_model_parallel_size,
+                    p.expert_tensor_parallel_size,
+                    p.sequence_parallel,
+                    perf.global_batch_size,
+                    perf.micro_batch_size,
+                ],
                 "env_vars": sorted(cfg.env_vars),
                 "benchmark_only": {f: _get(cfg, f) for f in mb.BENCHMARK_ONLY},
             }

@@ -252,13 +252,17 @@ def test_sequence_length_must_split_over_tp_sp_and_cp(inputs, tmp_path):
         (["launcher.gpus_per_node=6"], "gives 12 GPUs, which the model's parallelism cannot use"),
         # without a GPU type the model's own parallelism and batch apply, and are checked
         (["launcher.gpu_type=null", "model.parallelism.tensor_model_parallel_size=3"], "tensor_model_parallel_size=3"),
-        (["launcher.gpu_type=null", "model.parallelism.expert_model_parallel_size=32"],
-         "Expert parallelism needs 32 GPUs"),
+        (
+            ["launcher.gpu_type=null", "model.parallelism.expert_model_parallel_size=32"],
+            "Expert parallelism needs 32 GPUs",
+        ),
         (["launcher.python=null"], "launcher.python is not"),
         (["launcher.nodes=0"], "launcher.nodes=0"),
         (["launcher.tasks_per_node=8"], "launcher.tasks_per_node=1"),
-        (["launcher.gpu_type=null", "model.batch.pretrain.global_batch_size=102"],
-         "global_batch_size=102 is not a multiple"),
+        (
+            ["launcher.gpu_type=null", "model.batch.pretrain.global_batch_size=102"],
+            "global_batch_size=102 is not a multiple",
+        ),
     ],
 )
 def test_bad_input_is_a_clear_error(inputs, tmp_path, overrides, message):

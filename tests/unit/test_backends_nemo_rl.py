@@ -266,15 +266,19 @@ def test_tiny_defaults_never_reach_nemo_rl(inputs, tmp_path, hf_model):
         (["stage.eval_problems=200", "model.rl.val_batch_size=256"], "less than one validation batch"),
         # packing pad factor vs TP2 + sequence parallel (megatron/data.py:1132)
         (["model.rl.make_sequence_length_divisible_by=3"], "make_sequence_length_divisible_by=3 is not a multiple of"),
-        (["model.rl.megatron_cfg.context_parallel_size=2", "model.rl.make_sequence_length_divisible_by=2"],
-         "not a multiple of 8"),
+        (
+            ["model.rl.megatron_cfg.context_parallel_size=2", "model.rl.make_sequence_length_divisible_by=2"],
+            "not a multiple of 8",
+        ),
         # squared ReLU with bias-activation fusion (megatron-core transformer_config.py:2115)
         (["+model.rl.megatron_cfg.bias_activation_fusion=true"], "model.activation=squared_relu"),
         # samples per step vs global batch (batched_data_dict.py:396)
         (["stage.prompts_per_step=3", "stage.group_size=5"], "15 samples per step is not a multiple of"),
         # global batch vs data parallel: 16 GPUs / TP2 = 8 ranks (batched_data_dict.py:400)
-        (["model.rl.train_global_batch_size=12", "stage.prompts_per_step=3", "stage.group_size=4"],
-         "not a multiple of the policy's data-parallel size 8"),
+        (
+            ["model.rl.train_global_batch_size=12", "stage.prompts_per_step=3", "stage.group_size=4"],
+            "not a multiple of the policy's data-parallel size 8",
+        ),
     ],
 )
 def test_pre_submit_checks_mirror_nemo_rl(inputs, tmp_path, overrides, message):

@@ -76,6 +76,7 @@ def test_the_grpo_step_passes_the_pre_submit_checks(steps, tmp_path):
     (hf / "config.json").write_text('{"model_type": "qwen3"}')
     model = register("smoke-pretrain-model-hf-tiny", hf, tmp_path, env, "stage.type=ModelArtifact")["uri"]
     (rl_dry_run,) = [args for args in nemotron_commands(steps) if "stage=rl" in args and "stage.dry_run=true" in args]
+
     def fill(arg: str) -> str:  # the placeholders of the dry path -> the inputs made here
         if arg.startswith("model.hf_config="):
             return f"model.hf_config={hf}"

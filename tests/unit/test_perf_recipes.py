@@ -59,6 +59,7 @@ def test_a_plain_recipe_has_no_base():
 def test_a_job_from_a_perf_recipe_trains_as_the_model_recipe():
     """The benchmark's 50 steps, no checkpoint, no NaN checks and forced MoE load balancing give way to the model
     recipe's values; everything else (layout, kernels, env_vars) stays the performance recipe's."""
+
     def container(**sections):
         return SimpleNamespace(**{name: SimpleNamespace(**fields) for name, fields in sections.items()})
 
@@ -86,8 +87,14 @@ def inputs(tmp_path_factory) -> dict:
 
 
 def _dry_run(inputs: dict, out: Path, *overrides: str) -> tuple[dict, str]:
-    cfg = compose(inputs["store"], "pretrain", f"run.data={inputs['pretrain']}", "stage.dry_run=true",
-                  f"stage.output_dir={out}", *overrides)
+    cfg = compose(
+        inputs["store"],
+        "pretrain",
+        f"run.data={inputs['pretrain']}",
+        "stage.dry_run=true",
+        f"stage.output_dir={out}",
+        *overrides,
+    )
     assert mb.run(cfg, "pretrain") is None
     return yaml.safe_load((out / mb.CONFIG_FILE).read_text()), (out / mb.SCRIPT_FILE).read_text()
 
