@@ -41,8 +41,9 @@ import logging
 import os
 import shutil
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,8 @@ class BuildResult:
     sources: list[InputDatasetInfo]
     elapsed_sec: float
     reused_shards: int
+    recount: list[str] = field(default_factory=list)  # sources whose counted rows were not all rows (see _UnitShards)
+    rows_read: int = 0  # rows of units read by this rank's workers (each row is read by one rank)
 
     def split_totals(self, split: str) -> tuple[int, int, int]:
         """(documents, sequences, tokens) of one split."""
@@ -391,16 +394,21 @@ def build_shards(
 ) -> BuildResult:
     """Tokenize every source of `blend` into shards under `data_dir`; see the module docstring.
 
-    With `world` > 1 this rank makes only the shards `shard_owner` gives it (every rank reads the sources, to
-    know where each shard starts); the receipts returned are this rank's.
+    With `world` > 1 this rank makes only the shards `shard_owner` gives it; the receipts returned are this rank's.
+    A source read in units is cut by every rank, which counts the rows of each unit and reads only the units
+    with rows of its own shards; another source is read in full by every rank, to know where each shard starts.
+    Where a unit held malformed lines the count was wrong: `BuildResult.recount` names those sources, which
+    `remake_sources` makes again in one rank.
     """
     sources: list[InputDatasetInfo] = []
     owns = (lambda key: shard_owner(key, world) == rank) if world > 1 else None
-    units = _Units(blend, settings, plan, data_dir, dtype, unit_bytes) if previous is None and owns is None else None
+    units = _Units(blend, settings, plan, data_dir, dtype, unit_bytes, owns) if previous is None else None
     items = _work_items(blend, scale, settings, chunk_rows, previous, owns, units)
     receipts: list[ShardReceipt] = []
     writers: dict[ShardKey, IndexedDatasetWriter] = {}
     reused = 0
+    recount: list[str] = []
+    rows_read = 0
     shards: _UnitShards | None = None  # those of the source being read in units
     progress = RateProgress("tokenizing", total_rows=scale.expected_rows(blend.sources) if world == 1 else None)
     with worker_pool(workers, _init_worker, (encoder, eod, dtype)) as pool, progress:
@@ -409,9 +417,11 @@ def build_shards(
                 shards = result
             elif isinstance(result, _Documents):
                 receipts += shards.add(result)
+                rows_read += len(result.per_document)
                 progress.advance(rows=len(result.per_document), tokens=len(result.tokens))
             elif isinstance(result, _SourceEnd):
                 receipts += result.shards.close() if result.shards else []
+                recount += [result.stream.source.name] if result.shards and result.shards.miscounted else []
                 sources.append(result.stream.info())
             elif isinstance(result, _Reused):
                 previous.adopt(result.receipt, data_dir)
@@ -429,7 +439,30 @@ def build_shards(
                     receipts.append(
                         _receipt(result.key, result.shard_documents, result.input_digest, summary, plan, data_dir)
                     )
-    return BuildResult(receipts=receipts, sources=sources, elapsed_sec=progress.elapsed, reused_shards=reused)
+    return BuildResult(
+        receipts=receipts, sources=sources, elapsed_sec=progress.elapsed, reused_shards=reused, recount=recount,
+        rows_read=rows_read,
+    )  # fmt: skip
+
+
+def remake_sources(result: BuildResult, build: Callable[[BlendConfig], BuildResult], blend: BlendConfig,
+                   data_dir: Path) -> BuildResult:  # fmt: skip
+    """Make the shards of `result.recount`'s sources again in this rank alone (`build(blend)` with one rank),
+    reading every unit and numbering the rows it parses; the other sources' shards are kept."""
+    names = set(result.recount)
+    log.warning("Source(s) %s hold malformed lines, so the rows counted before parsing were not the rows: making "
+                "their shards again in this rank, reading all of them", ", ".join(sorted(names)))  # fmt: skip
+    for name in names:  # removed, not overwritten: a shard file may be a hard link to an earlier run's
+        for part in ("shards", "receipts"):
+            shutil.rmtree(data_dir / part / name, ignore_errors=True)
+    again = build(BlendConfig(sources=[s for s in blend.sources if s.name in names], splits=blend.splits))
+    remade = {info.name: info for info in again.sources}
+    return BuildResult(
+        receipts=[r for r in result.receipts if r.source not in names] + again.receipts,
+        sources=[remade.get(info.name, info) for info in result.sources],
+        elapsed_sec=result.elapsed_sec + again.elapsed_sec,
+        reused_shards=result.reused_shards,
+    )
 
 
 def _work_items(
@@ -451,7 +484,10 @@ def _work_items(
         if files:
             shards = units.shards(stream)
             yield Passthrough(shards)
-            yield from stream.line_units(files, units.unit_bytes)
+            if units.wanted is None:
+                yield from stream.line_units(files, units.unit_bytes)
+            else:
+                yield from shards.select(stream.line_units(files, units.unit_bytes, count_rows=True))
             yield Passthrough(_SourceEnd(stream, shards))
             continue
         shards = {split: _OpenShard(ShardKey(source.name, split, 0), digest=xxhash.xxh3_128()) for split in SPLITS}
@@ -546,32 +582,92 @@ class _Units:
     data_dir: Path
     dtype: str
     unit_bytes: int
+    wanted: Callable[[ShardKey], bool] | None = None  # the shards this rank makes, when not all
 
     def shards(self, stream: SourceStream) -> _UnitShards:
         return _UnitShards(self, stream)
 
 
 class _UnitShards:
-    """The shards of one source read in units: each unit's documents (in order) go to their split's open shard."""
+    """The shards of one source read in units: each unit's documents (in order) go to their split's open shard.
+
+    When this rank makes only some shards (`_Units.wanted`), `select` counts the rows of every unit as it is cut
+    (its non-blank lines) and gives each row its split and its place there, which depend on the row's index
+    alone, so no unit needs parsing for this. It passes on only the units with rows of wanted shards, marked to
+    read only those rows (`LineUnit.keep`), and notes the split and place of each; `add` then puts the rows by
+    that note. So each row is parsed and tokenized by one rank only (a unit may be read by several). A malformed
+    line is not a row, which only parsing tells: a unit read with fewer rows than counted makes the source
+    `miscounted` (see `remake_sources`).
+    """
 
     def __init__(self, units: _Units, stream: SourceStream) -> None:
         self.units, self.stream, self.name = units, stream, stream.source.name
         self.rows = 0
+        self.split_rows = dict.fromkeys(SPLITS, 0)  # rows of each split before the next unit
         self.open: dict[str, tuple[ShardKey, IndexedDatasetWriter, Any, int]] = {}  # writer, digest, documents
-        self.next_index = dict.fromkeys(SPLITS, 0)
+        self.selected: deque | None = None  # per unit passed on by `select`: the split and place of each row read
+        self.miscounted = False
+
+    def select(self, units: Iterator[LineUnit]) -> Iterator[LineUnit]:
+        """The units (with counted `rows`) that hold rows of wanted shards, marked to read only those rows; notes
+        the split and place of each."""
+        import numpy as np
+
+        self.selected = deque()
+        rows, split_rows, shard_rows = 0, dict.fromkeys(SPLITS, 0), self.units.settings.shard_rows
+        for unit in units:
+            splits = self._splits(rows, unit.rows)
+            places = self._places(splits, split_rows)
+            shard_of = splits.astype(np.int64) + len(SPLITS) * (places // shard_rows)  # split and shard index
+            mine = [s for s in np.unique(shard_of).tolist() if self.units.wanted(self._key(s))]
+            keep = np.isin(shard_of, mine)
+            if keep.any():
+                self.selected.append((splits[keep], places[keep]))
+                yield unit if keep.all() else replace(unit, keep=keep.astype(np.uint8).tobytes())
+            rows += unit.rows
+            split_rows = self._after(splits, split_rows)
+        self.stream.count_rows(rows)
+
+    def _key(self, shard_of: int) -> ShardKey:
+        return ShardKey(self.name, SPLITS[shard_of % len(SPLITS)], shard_of // len(SPLITS))
+
+    @staticmethod
+    def _after(splits: Any, split_rows: dict[str, int]) -> dict[str, int]:
+        """The rows of each split after these."""
+        return {split: split_rows[split] + int((splits == code).sum()) for code, split in enumerate(SPLITS)}
+
+    @staticmethod
+    def _places(splits: Any, split_rows: dict[str, int]) -> Any:
+        """The place of each row in its split, given each split's rows before."""
+        import numpy as np
+
+        places = np.empty(len(splits), dtype=np.int64)
+        for code, split in enumerate(SPLITS):
+            chosen = splits == code
+            places[chosen] = split_rows[split] + np.arange(int(chosen.sum()))
+        return places
 
     def add(self, unit: _Documents) -> list[ShardReceipt]:
         """Route the documents of the next unit; the receipts of the shards this fills."""
-        self.stream.add_unit(len(unit.per_document), unit.parsed, unit.bad)
-        splits = self._splits(len(unit.per_document))
-        self.rows += len(unit.per_document)
+        count = len(unit.per_document)
+        if self.selected is None:
+            self.stream.add_unit(count, unit.parsed, unit.bad)
+            splits = self._splits(self.rows, count)
+            places = self._places(splits, self.split_rows)
+            self.rows += count
+            self.split_rows = self._after(splits, self.split_rows)
+        else:
+            splits, places = self.selected.popleft()
+            self.miscounted |= count != len(splits)
+            if self.miscounted:  # the source is made again (remake_sources): write nothing more
+                return []
         receipts: list[ShardReceipt] = []
         for code, split in enumerate(SPLITS):
             chosen = splits == code
             if chosen.all():
-                receipts += self._append(split, unit)
+                receipts += self._append(split, unit, places)
             elif chosen.any():
-                receipts += self._append(split, unit.select(chosen))
+                receipts += self._append(split, unit.select(chosen), places[chosen])
         return receipts
 
     def close(self) -> list[ShardReceipt]:
@@ -580,8 +676,8 @@ class _UnitShards:
         self.stream.finish()
         return receipts
 
-    def _splits(self, count: int) -> Any:
-        """The split of each of the next `count` rows, as an index into SPLITS (SplitFractions.assign's rule)."""
+    def _splits(self, first: int, count: int) -> Any:
+        """The split of rows first..first+count-1, as an index into SPLITS (SplitFractions.assign's rule)."""
         import numpy as np
 
         splits, seed = self.units.blend.splits, self.units.settings.split_seed
@@ -589,26 +685,30 @@ class _UnitShards:
         if only is not None:
             return np.full(count, SPLITS.index(only), dtype=np.int8)
         code = {split: i for i, split in enumerate(SPLITS)}
-        rows = range(self.rows, self.rows + count)
+        rows = range(first, first + count)
         return np.fromiter((code[splits.assign(seed, self.name, row)] for row in rows), np.int8, count)
 
-    def _append(self, split: str, documents: _Documents) -> list[ShardReceipt]:
+    def _append(self, split: str, documents: _Documents, places: Any) -> list[ShardReceipt]:
+        """The documents of one split (in order) into their shards, by their `places` in the split."""
+        import numpy as np
         import xxhash
 
         receipts = []
         shard_rows = self.units.settings.shard_rows
         while len(documents.per_document):
+            index = int(places[0]) // shard_rows
+            take = int(np.searchsorted(places, (index + 1) * shard_rows))
+            head, documents = documents.split_at(take)
+            end, places = int(places[take - 1]) + 1, places[take:]
             if split not in self.open:
-                key = ShardKey(self.name, split, self.next_index[split])
-                self.next_index[split] += 1
+                key = ShardKey(self.name, split, index)
                 writer = IndexedDatasetWriter(self.units.data_dir / key.prefix, self.units.dtype)
                 self.open[split] = (key, writer, xxhash.xxh3_128(), 0)
             key, writer, digest, count = self.open[split]
-            head, documents = documents.split_at(shard_rows - count)
             writer.add_documents(head.tokens, head.sequence_lengths, head.per_document)
             digest.update(head.digests.astype("<u8", copy=False))
             self.open[split] = (key, writer, digest, count + len(head.per_document))
-            if count + len(head.per_document) == shard_rows:
+            if end % shard_rows == 0:
                 receipts.append(self._finalize(split))
         return receipts
 

@@ -27,6 +27,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -53,7 +54,9 @@ class SourceConfig(BaseModel):
     kind: Literal["synthetic", "files", "hf"] = "files"
     uri: str | None = Field(None, description="files: path, glob, directory or fsspec URL; hf: dataset id.")
     weight: float = Field(1.0, description="Share of this source in each split, normalized over the blend.")
-    split: str | None = Field(None, description="hf: the split to read (default train); synthetic: train | heldout | valid.")
+    split: str | None = Field(
+        None, description="hf: the split to read (default train); synthetic: train | heldout | valid."
+    )
     subset: str | None = Field(None, description="hf: the dataset config (subset) name.")
     text_field: str = "text"
     format: Literal["auto", "jsonl", "parquet", "text"] = "auto"
@@ -242,8 +245,11 @@ class SourceStream:
                 return None
         return files
 
-    def line_units(self, files: list[str], unit_bytes: int) -> Iterator[LineUnit]:
+    def line_units(self, files: list[str], unit_bytes: int, count_rows: bool = False) -> Iterator[LineUnit]:
         """`files` in units of about `unit_bytes` that end at line ends; each byte is read here once, for the digest.
+
+        With `count_rows` each unit's `rows` is its number of non-blank lines: its rows, unless some are malformed
+        (which only parsing tells).
 
         Afterwards `add_unit` each parsed unit in order, then `finish()`: the stream then holds what iterating
         it would have (rows, bad lines, digest, `info()`), and the same errors are raised.
@@ -269,7 +275,8 @@ class SourceStream:
                         data += more
                         cut = _unit_end(data, not more or start + len(data) >= size)
                     self._digest.update(memoryview(data)[:cut])
-                    yield LineUnit(self.source.name, path, fmt, self.source.text_field, start, start + cut, line)
+                    rows = _nonblank_lines(data[:cut]) if count_rows else -1
+                    yield LineUnit(self.source.name, path, fmt, self.source.text_field, start, start + cut, line, rows)
                     line += data.count(b"\n", 0, cut)
                     start += cut
 
@@ -281,6 +288,10 @@ class SourceStream:
             self._bad.append(line)
             if len(self._bad) <= _BAD_LINES_SHOWN:
                 log.warning("Source %r: skipping a malformed line at %s", self.source.name, line)
+
+    def count_rows(self, rows: int) -> None:
+        """The rows of the units were counted (`line_units`' count_rows), not parsed here."""
+        self.rows = self._lines = rows
 
     def finish(self) -> None:
         """After the last unit: the checks that end an iteration (too many bad lines, no rows)."""
@@ -446,6 +457,8 @@ class LineUnit:
     start: int
     end: int
     first_line: int
+    rows: int = -1  # its non-blank lines where counted (line_units' count_rows), else -1
+    keep: bytes | None = None  # only these rows (one byte per non-blank line, 1 = read it); None: all
 
 
 @dataclass
@@ -465,6 +478,10 @@ def read_unit(unit: LineUnit) -> UnitTexts:
     if len(data) != unit.end - unit.start:
         raise NemotronError(f"Source {unit.source!r}: {unit.path} changed while it was read. Run again.")
     lines = data.split(b"\n")
+    numbers: Any = range(unit.first_line, unit.first_line + len(lines))
+    if unit.keep is not None:  # the rows of the shards this rank makes; each line is parsed by one rank only
+        rows = [(n, line) for n, line in zip(numbers, lines, strict=True) if line and not line.isspace()]
+        numbers, lines = [n for n, _ in compress(rows, unit.keep)], [line for _, line in compress(rows, unit.keep)]
     if unit.fmt == "text":
         try:
             rows = [line.decode("utf-8").rstrip("\r") for line in lines if line and not line.isspace()]
@@ -484,7 +501,7 @@ def read_unit(unit: LineUnit) -> UnitTexts:
     texts: list[str | list[str]] = []
     bad: list[str] = []
     parsed = 0
-    for number, line in enumerate(lines, unit.first_line):
+    for number, line in zip(numbers, lines, strict=True):
         if not line or line.isspace():
             continue
         parsed += 1
@@ -501,6 +518,11 @@ def read_unit(unit: LineUnit) -> UnitTexts:
             value = text_of(row, unit.source, field, f"{unit.path}:{number}")
         texts.append(value)
     return UnitTexts(texts, parsed, bad)
+
+
+def _nonblank_lines(data: bytes) -> int:
+    """The lines `read_unit` does not skip as blank."""
+    return sum(1 for line in data.split(b"\n") if line and not line.isspace())
 
 
 def _fast_loads() -> Callable[[bytes], Any]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from nemotron.data.pretrain import (
     ShardReceipt,
     ShardSettings,
     build_shards,
+    remake_sources,
     write_blend,
 )
 from nemotron.data.ranks import RankGroup
@@ -88,21 +90,20 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
         if ranks.world > 1:
             log.info("Rank %d of %d: making the shards shard_owner gives this rank", ranks.rank, ranks.world)
         job = _prepare(params, out, ranks)
-        result = build_shards(
-            params.blend,
-            params.scale,
-            job.settings,
-            _encoder(params, job.tokenizer),
-            job.eod,
-            job.dtype,
-            job.plan,
-            out / "data",
+        build = partial(
+            build_shards,
+            scale=params.scale,
+            settings=job.settings,
+            encoder=_encoder(params, job.tokenizer),
+            eod=job.eod,
+            dtype=job.dtype,
+            plan=job.plan,
+            data_dir=out / "data",
             workers=resolve_workers(params.workers),
             chunk_rows=params.chunk_rows,
             previous=job.previous,
-            rank=ranks.rank,
-            world=ranks.world,
         )
+        result = build(params.blend, rank=ranks.rank, world=ranks.world)
         if remote:  # this rank's shards, before it says it is done
             upload(out / "data", f"{remote}/data", [f for r in result.receipts for f in _shard_files(r)])
         if not ranks.is_rank0:
@@ -111,6 +112,8 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
                      result.reused_shards)  # fmt: skip
             return None
         result = RankResult.merge(result, ranks.gather("making its shards"))
+        if result.recount:  # rows counted by every rank were not all rows (malformed lines): rank 0 alone
+            result = remake_sources(result, build, params.blend, out / "data")
     blend_json = write_blend(params.blend, result.receipts, out / "data")
     _print_summary(result, blend_json)
     _check_training_tokens(result)
@@ -226,10 +229,16 @@ class RankResult(BaseModel):
     receipts: list[ShardReceipt]
     reused_shards: int
     elapsed_sec: float
+    recount: list[str] = Field(default_factory=list, description="BuildResult.recount")
 
     @classmethod
     def of(cls, result: BuildResult) -> RankResult:
-        return cls(receipts=result.receipts, reused_shards=result.reused_shards, elapsed_sec=result.elapsed_sec)
+        return cls(
+            receipts=result.receipts,
+            reused_shards=result.reused_shards,
+            elapsed_sec=result.elapsed_sec,
+            recount=result.recount,
+        )
 
     @classmethod
     def merge(cls, own: BuildResult, others: list[str]) -> BuildResult:
@@ -240,6 +249,7 @@ class RankResult(BaseModel):
             sources=own.sources,
             elapsed_sec=max([own.elapsed_sec, *(part.elapsed_sec for part in parts)]),
             reused_shards=own.reused_shards + sum(part.reused_shards for part in parts),
+            recount=sorted({*own.recount, *(name for part in parts for name in part.recount)}),
         )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,54 @@ def test_which_sources_are_read_in_units(tmp_path):
     assert files(str(plain)) == [str(plain)] and files(str(text)) == [str(text)]
     assert files(str(packed)) is None  # compressed: read in the main process
     assert files(str(plain), fraction=0.5) is None and files(str(plain), max_rows_per_source=1) is None
+
+
+@pytest.mark.parametrize("malformed", [False, True])
+def test_each_rank_reads_only_the_units_of_its_shards_and_the_ranks_make_the_shards_of_one(
+    tmp_path, bpe_dir, malformed
+):
+    """Ranks count the rows of the units as they cut them and read only those with rows of their own shards; a
+    malformed line (not a row) makes the counts wrong, which the reading rank reports, and rank 0 makes that
+    source again alone: the shards are those of one rank either way."""
+    import nemotron.data.pretrain as pretrain
+
+    lines = _lines() if malformed else [line for line in _lines() if not line.startswith('{"text": "cut')]
+    (tmp_path / "docs").mkdir()
+    _write(tmp_path / "docs" / "a.jsonl", lines[:150])
+    _write(tmp_path / "docs" / "b.jsonl", lines[150:])
+    blend = BlendConfig(
+        sources=[{"name": "docs", "uri": str(tmp_path / "docs"), "max_bad_fraction": 0.01}],
+        splits={"train": 0.6, "valid": 0.3, "test": 0.1},
+    )
+    tokenizer = load_tokenizer(bpe_dir)
+
+    def build(blend, out, rank=0, world=1):
+        return build_shards(
+            blend, ScaleConfig(), ShardSettings(shard_rows=20), TokenEncoder(tokenizer), tokenizer.eos_token_id,
+            token_dtype(len(tokenizer)), DataPlan.make(test=True), out, workers=1, rank=rank, world=world,
+            unit_bytes=300,
+        )  # fmt: skip
+
+    one = build(blend, tmp_path / "one")
+    for world in (2, 3):
+        out = tmp_path / f"world{world}"
+        results = [build(blend, out, rank, world) for rank in range(world)]
+        reads = [result.rows_read for result in results]  # every row is parsed and tokenized by one rank
+        assert all(0 < read < one.rows_read for read in reads) and sum(reads) == one.rows_read, reads
+        merged = pretrain.BuildResult(
+            receipts=[r for result in results for r in result.receipts], sources=results[0].sources,
+            elapsed_sec=0, reused_shards=0, recount=sorted({n for result in results for n in result.recount}),
+        )  # fmt: skip
+        assert merged.recount == (["docs"] if malformed else [])
+        if malformed:
+            merged = pretrain.remake_sources(merged, partial(build, out=out), blend, out)
+        key = lambda r: (r.split, r.index)  # noqa: E731
+        assert [r.model_dump() for r in sorted(merged.receipts, key=key)] == [
+            r.model_dump() for r in sorted(one.receipts, key=key)
+        ]
+        for receipt in one.receipts:
+            for suffix in (".bin", ".idx"):
+                assert (out / f"{receipt.prefix}{suffix}").read_bytes() == (
+                    tmp_path / "one" / f"{receipt.prefix}{suffix}"
+                ).read_bytes()
+        assert merged.sources == one.sources
