@@ -18,7 +18,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import nemotron
+
+pytestmark = pytest.mark.unit
 
 PACKAGE_DIR = Path(nemotron.__file__).resolve().parent
 STAGE_IMPORTERS = {"cli"}  # the entry point: it runs the stage a config names

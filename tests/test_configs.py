@@ -16,6 +16,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from nemotron.errors import NemotronError
 from nemotron.job import stage_params
 
+pytestmark = pytest.mark.unit
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 STAGES = sorted(p.stem for p in (CONF / "stage").glob("*.yaml"))
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))

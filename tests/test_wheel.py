@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300
 GROUPS = ("stage", "model", "data", "artifacts", "launcher", "scale")

@@ -6,8 +6,10 @@ import json
 import shutil
 
 import pytest
-from clitools import clean_env, manifest, nemotron_art, tree
-from conftest import PIPELINE, build_pipeline, commit, write_files
+from helpers.clitools import clean_env, manifest, nemotron_art, tree
+from helpers.pipeline_store import PIPELINE, build_pipeline, commit, write_files
+
+pytestmark = pytest.mark.integration
 
 
 def _art(root, cwd, *args, expect=0):

@@ -9,7 +9,9 @@ import subprocess
 import sys
 
 import pytest
-from clitools import clean_env, json_line, manifest, nemotron, nemotron_art, ok
+from helpers.clitools import clean_env, json_line, manifest, nemotron, nemotron_art, ok
+
+pytestmark = pytest.mark.integration
 
 
 def _snapshot(directory):

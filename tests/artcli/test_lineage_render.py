@@ -13,8 +13,10 @@ import shutil
 import subprocess
 
 import pytest
-from clitools import nemotron_art, ok
-from conftest import PIPELINE, SOURCE
+from helpers.clitools import nemotron_art, ok
+from helpers.pipeline_store import PIPELINE, SOURCE
+
+pytestmark = pytest.mark.integration
 
 ARTIFACTS = {f"{name}:v1" for name in PIPELINE}
 RUNS = {f"{name.replace('-', '_') if name != 'raw-text' else 'register'} run" for name in PIPELINE}

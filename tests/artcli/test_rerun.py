@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 
 import pytest
-from clitools import clean_env, nemotron, nemotron_art, ok
+from helpers.clitools import clean_env, nemotron, nemotron_art, ok
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 SMALL_DATA = ["scale.max_rows_per_source=300", "data.tokenizer.vocab_size=400"]
 SFT = [
@@ -153,7 +153,7 @@ def test_pins_apply_to_references_by_text_and_by_name(tmp_path: Path) -> None:
 def test_a_stage_from_a_users_config_dir_reruns_on_the_version_its_role_named(tmp_path: Path) -> None:
     """`--config-dir DIR` (not an override, so only the command line has it) is given again, and `run.src:
     raw-text:latest` reads raw-text:v1 as the original did, though raw-text:v2 is the latest now."""
-    from clitools import make_data, make_plugin, register
+    from helpers.clitools import make_data, make_plugin, register
 
     config_dir, module_dir = make_plugin(tmp_path)
     env = clean_env(NEMOTRON_ARTIFACTS_ROOT=tmp_path / "store", PYTHONPATH=module_dir)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
-from clitools import clean_env, json_line, nemotron, nemotron_art, ok, register
+import pytest
+from helpers.clitools import clean_env, json_line, nemotron, nemotron_art, ok, register
+
+pytestmark = pytest.mark.integration
 
 
 def _shards(directory, count=4, size=4096):

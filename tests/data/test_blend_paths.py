@@ -13,12 +13,16 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from nemotron.data.indexed import IndexedDatasetReader, locate_prefix, token_dtype
 from nemotron.data.pretrain import BLEND_FILE, DataPlan, ShardSettings, build_shards, write_blend
 from nemotron.data.sources import BlendConfig, ScaleConfig
 from nemotron.data.synthetic import pretrain_documents
 from nemotron.data.tokenizer import TokenEncoder, load_tokenizer
 from nemotron.training.batches import blend_split
+
+pytestmark = pytest.mark.unit
 
 
 def _prepare(tmp_path: Path, bpe_dir: str) -> Path:

@@ -15,6 +15,8 @@ from nemotron.data.pretrain import DataPlan, ShardSettings, build_shards
 from nemotron.data.sources import BlendConfig, ScaleConfig
 from nemotron.data.tokenizer import TokenEncoder, load_tokenizer
 
+pytestmark = pytest.mark.unit
+
 # Every edge preprocess_data.py handles: empty documents, whitespace, list values (sentences) with empty
 # sentences, an all-empty list, unicode, special-token text, long documents.
 EDGE_DOCS = [

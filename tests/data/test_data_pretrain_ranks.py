@@ -2,7 +2,7 @@
 bytes whatever the number of ranks, one artifact is committed, a killed rank fails the job with nothing
 committed, and the rerun tokenizes only what is missing. Also `stage.workers` bounds.
 
-The same runs through a real Slurm cluster are in tests/e2e/test_slurm_data_ranks.py.
+The same runs through a real Slurm cluster are in tests/data/test_slurm_data_ranks.py.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from nemotron.data.pretrain import ShardKey, shard_owner
+
+pytestmark = pytest.mark.integration
 
 TIMEOUT_S = 300
 SETTINGS = ["stage=pretrain_data", "data=multi", "scale=full", "stage.workers=1", "stage.rank_timeout_s=15"]
@@ -115,9 +117,8 @@ def test_several_tasks_write_to_s3(corpus, one_task):
     """stage.output_dir=s3://...: the ranks copy their shards there, rank 0 the shared files; the artifact's
     path is the URL, and the files there are those of a 1-task run on local disk."""
     pytest.importorskip("s3fs", reason="s3:// outputs need the s3 extra: pip install -e '.[dev]'")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
     import fsspec
-    from s3server import moto_s3, s3_env
+    from helpers.s3server import moto_s3, s3_env
 
     base, conf = corpus
     cwd = base / "s3"

@@ -17,6 +17,8 @@ import pytest
 
 from nemotron.data.indexed import IndexedDatasetReader
 
+pytestmark = pytest.mark.integration
+
 TIMEOUT_S = 180
 # data=tiny, smaller: 3,000 documents in shards of 300, so that a run has a dozen shards to interrupt.
 TINY = ["stage=pretrain_data", "scale.max_rows_per_source=3000", "stage.shard_rows=300", "stage.chunk_rows=100"]

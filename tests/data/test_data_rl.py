@@ -12,6 +12,8 @@ import pytest
 
 from nemotron.data.synthetic import Fact, Problem
 
+pytestmark = pytest.mark.integration
+
 TIMEOUT_S = 120
 
 

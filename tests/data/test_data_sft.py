@@ -13,6 +13,8 @@ import pytest
 from nemotron.data.sft import ChatTokenizer, Tokenized, pack, pack_sequences, shift_mask, unpack
 from nemotron.data.synthetic import sft_conversations
 
+pytestmark = pytest.mark.integration
+
 TIMEOUT_S = 120
 
 
@@ -235,11 +237,10 @@ def test_two_tasks_pack_the_same_files_as_one(tmp_path):
 
 def test_an_s3_output_holds_the_files_with_the_links_as_copies(tmp_path):
     pytest.importorskip("s3fs", reason="s3:// outputs need the s3 extra: pip install -e '.[dev]'")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
     import os
 
     import fsspec
-    from s3server import moto_s3, s3_env
+    from helpers.s3server import moto_s3, s3_env
 
     small = ["stage=sft_data", "scale.max_rows_per_source=300", "data.tokenizer.vocab_size=400"]
     with moto_s3("sft-bucket") as endpoint:

@@ -16,6 +16,8 @@ from omegaconf import OmegaConf
 from nemotron.data.sources import BlendConfig, ScaleConfig, SourceConfig, read_source
 from nemotron.errors import NemotronError
 
+pytestmark = pytest.mark.integration
+
 DOCS = [f"document {i}: {i} + {i} = {2 * i}" for i in range(40)]
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from nemotron.data import synthetic
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("task", ["pretrain", "sft", "rl"])
 def test_same_seed_same_rows_other_seed_other_rows(task):

@@ -16,6 +16,8 @@ from nemotron.data.synthetic import pretrain_documents
 from nemotron.data.tokenizer import EOS_TOKEN, TokenEncoder, load_tokenizer, tokenizer_digest, train_bpe
 from nemotron.errors import NemotronError
 
+pytestmark = pytest.mark.integration
+
 TEXTS = ["12 + 7 = 19", "Question: Ana has 3 apples.\nAnswer: 3", "naïve café — 東京 🙂", "", "  spaces  "]
 
 

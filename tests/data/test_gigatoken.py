@@ -23,6 +23,8 @@ from nemotron.data.sources import BlendConfig, ScaleConfig  # noqa: E402
 from nemotron.data.synthetic import pretrain_documents  # noqa: E402
 from nemotron.data.tokenizer import PROBE_TEXTS, TokenEncoder, load_tokenizer, train_bpe  # noqa: E402
 
+pytestmark = pytest.mark.unit
+
 TINY_ROWS = 10_000  # scale=tiny reads at most 10,000 rows per source
 
 

@@ -16,6 +16,8 @@ from omegaconf import OmegaConf
 
 from nemotron.data import synthetic
 
+pytestmark = pytest.mark.unit
+
 FACT = re.compile(r"(\d+) ([-+]) (\d+)")
 BARE_CHAIN = re.compile(r"(\d+) ([-+]) (\d+) ([-+]) (\d+)")
 WORKED_CHAIN = re.compile(r"(\d+) ([-+]) (\d+) = (\d+)\. (\d+) ([-+]) (\d+) = ")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from nemotron.data.sources import BlendConfig, read_source
+
+pytestmark = pytest.mark.unit
 
 LINES = [
     '{"text": "plain"}',

@@ -1,5 +1,5 @@
 """Runs INSIDE .venv-realmb (Python 3.12, the real Megatron-Bridge 0.6.2 + megatron-core 0.19.2, on a CPU), started
-by tests/integration/test_real_megatron_bridge.py with our source tree and tests/realmb/stubs on PYTHONPATH.
+by tests/backends/test_real_megatron_bridge.py with our source tree and tests/realmb/stubs on PYTHONPATH.
 
 For each model x stage it does what a user's dry run and then the job's entry point do, with the real library:
 `megatron_bridge.run(cfg, mode)` (stage.dry_run=true) writes the ConfigContainer values and the sbatch script; the

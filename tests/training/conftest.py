@@ -1,46 +1,13 @@
-"""Fixtures of the training tests: one small store with the three datasets, made once by the real data stages."""
+"""Fixtures of the training tests (the store the data stages make: helpers/training_store.py)."""
 
 from __future__ import annotations
-
-import json
-import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch", reason="the training tests need the train extra: pip install -e '.[train]'")
 pytest.importorskip("transformers", reason="the training tests need the train extra: pip install -e '.[train]'")
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
-
-from clitools import clean_env, nemotron, ok  # noqa: E402
-
-# A model small enough that a few steps take a second or two.
-SMALL_MODEL = [
-    "model.hidden_size=32",
-    "model.num_layers=1",
-    "model.num_heads=2",
-    "model.num_kv_heads=2",
-    "model.intermediate_size=64",
-    "model.max_seq_len=64",
-]
-SMALL_DATA = ["scale.max_rows_per_source=300", "data.tokenizer.vocab_size=400"]
-
-
-class Store:
-    """A store root with `pretrain-data-tiny`, `sft-data-tiny` (pretrain's tokenizer) and `rl-data-tiny`."""
-
-    def __init__(self, base: Path) -> None:
-        self.base, self.root = base, base / "store"
-        self.env = clean_env(NEMOTRON_ARTIFACTS_ROOT=self.root)
-
-    def run(self, *args: str, cwd: Path | None = None):
-        return nemotron(*args, cwd=cwd or self.base, env=self.env)
-
-    def make(self, stage: str, *args: str) -> dict:
-        """Run a stage; the JSON line of the artifact it committed last (data stages also commit a tokenizer)."""
-        result = ok(self.run(f"stage={stage}", *SMALL_DATA, *args))
-        return json.loads(result.stdout.splitlines()[-1])
+from helpers.training_store import Store
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 import pytest
-from clitools import nemotron_art, ok
-from conftest import SMALL_MODEL, Store
+from helpers.clitools import nemotron_art, ok
+from helpers.training_store import SMALL_MODEL, Store
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 STEPS = ["stage.steps=8", "stage.batch_size=4", "stage.log_every=1", "stage.eval_every=4", "stage.eval_batches=1",
          "stage.checkpoint_every=4", "stage.name=rerun-model"]  # fmt: skip

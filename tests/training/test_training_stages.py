@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from clitools import json_line, ok, tree
-from conftest import SMALL_MODEL, Store
+from helpers.clitools import json_line, ok, tree
+from helpers.training_store import SMALL_MODEL, Store
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 SHORT = ["stage.batch_size=4", "stage.eval_every=3", "stage.eval_batches=1", "stage.checkpoint_every=3"]
 

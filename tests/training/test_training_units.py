@@ -17,6 +17,8 @@ from nemotron.training.grpo import Rollout, group_advantages, grpo_loss, token_l
 from nemotron.training.losses import forward_logits, next_token_loss
 from nemotron.training.optim import adamw, lr_at
 
+pytestmark = pytest.mark.unit
+
 
 def tiny_llama(vocab: int = 64):
     from transformers import LlamaConfig, LlamaForCausalLM
