@@ -574,6 +574,8 @@ def owned_copy(store_url: str, manifest: Manifest) -> tuple[Path | None, str]:
     bundle_dir, path = origin.get("bundle"), manifest.path
     if not manifest.data_owned or not isinstance(bundle_dir, str) or not os.path.isabs(bundle_dir):
         return None, "not a bundle data copy this store imported"
+    if "\0" in path or "\0" in bundle_dir:  # no file has such a name: an edited record, never deleted
+        return None, f"its path {path!r} or bundle {bundle_dir!r} holds a NUL character"
     bundle = Path(bundle_dir)
     if "://" in path or not os.path.isabs(path) or os.path.normpath(path) != path:
         return None, f"its path {path} is not a plain local path inside the bundle {bundle}"
