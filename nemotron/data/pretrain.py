@@ -11,9 +11,15 @@
                    in order, so the shard bytes do not depend on the number of workers or the unit size; a
                    complete shard is finalized and gets a receipt
 
+In a run of several ranks, each rank cuts the source the same way and counts the rows of each unit (its
+non-blank lines) as it cuts it, which gives every row its split and shard without parsing (the split of a row
+depends on its index alone); its workers read only the units with rows of its own shards, and parse and
+tokenize only those rows (`_UnitShards.select`).
+
 Other sources (Parquet, compressed or remote files, Hugging Face datasets, synthetic), a scale limit or a resumed
 run are read in the main process (`read_source`), which assigns splits and sends chunks of documents to the
-workers. Both ways give the same shards, receipts and source records.
+workers (in several ranks every rank reads them in full). All ways give the same shards, receipts and source
+records.
 
 Output, in `data_dir`:
 
@@ -684,9 +690,7 @@ class _UnitShards:
         only = splits.only_split()
         if only is not None:
             return np.full(count, SPLITS.index(only), dtype=np.int8)
-        code = {split: i for i, split in enumerate(SPLITS)}
-        rows = range(first, first + count)
-        return np.fromiter((code[splits.assign(seed, self.name, row)] for row in rows), np.int8, count)
+        return splits.assign_rows(seed, self.name, first, count)
 
     def _append(self, split: str, documents: _Documents, places: Any) -> list[ShardReceipt]:
         """The documents of one split (in order) into their shards, by their `places` in the split."""

