@@ -252,3 +252,24 @@ def test_the_default_workers_follow_the_slurm_allocation(monkeypatch):
     assert default_workers() == cpus
     monkeypatch.setenv("SLURM_TASKS_PER_NODE", f"{4 * cpus}")
     assert default_workers() == 1
+
+
+def test_a_malformed_line_in_several_tasks_gives_the_shards_of_one_task(tmp_path, bpe_dir):
+    """Ranks count a unit's rows from its lines; a malformed line is no row, which the rank that parses it reports,
+    and rank 0 makes that source again alone: the same bytes as one task."""
+    conf = write_corpus(tmp_path, bpe_dir, files=2, rows=600)
+    web = tmp_path / "corpus" / "web_01.jsonl"
+    web.write_text('{"text": "cut\n' + web.read_text())  # 1 of 1,201 lines: within max_bad_fraction
+    made = {}
+    for tasks in (1, 2):
+        cwd = tmp_path / f"tasks{tasks}"
+        cwd.mkdir()
+        launcher = ["launcher=submitit_local", f"launcher.tasks_per_node={tasks}"] if tasks > 1 else []
+        result = nemotron(*conf, *SETTINGS, "stage.shard_rows=50", f"artifacts.manifest.root={cwd / 'store'}",
+                          *launcher, cwd=cwd)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        (data_dir,) = data_dirs(cwd)
+        made[tasks] = shard_bytes(data_dir)
+    assert made[2] == made[1]
+    logs = "".join(p.read_text() for p in (tmp_path / "tasks2").glob("multirun/*/*/.submitit/*/*_log.err"))
+    assert "Source(s) web hold malformed lines" in logs, logs[-3000:]
