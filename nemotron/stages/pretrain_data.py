@@ -84,6 +84,7 @@ class PretrainDataParams(ShardSettings):
 
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     params = stage_params(cfg, PretrainDataParams)
+    workers = resolve_workers(params.workers)  # a bad number is refused before anything is made
     remote = remote_url(params.output_dir)  # s3://...: made in the job's output dir, copied there (remote.py)
     out = _output_dir(params, remote)
     with RankGroup.of_job(out, params.rank_timeout_s) as ranks:
@@ -99,7 +100,7 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
             dtype=job.dtype,
             plan=job.plan,
             data_dir=out / "data",
-            workers=resolve_workers(params.workers),
+            workers=workers,
             chunk_rows=params.chunk_rows,
             previous=job.previous,
         )

@@ -233,6 +233,7 @@ def test_workers_beyond_the_cpus_are_capped_with_one_warning_and_negative_is_ref
     negative = nemotron(*conf, *SETTINGS, "stage.workers=-1", f"artifacts.manifest.root={cwd / 's2'}", cwd=cwd)
     assert negative.returncode != 0 and "Traceback" not in negative.stderr
     assert "stage.workers=-1 is negative" in " ".join(negative.stderr.split())
+    assert "Training a byte-level BPE" not in negative.stderr  # refused before anything is made
     assert not (cwd / "s2").exists() or not list((cwd / "s2").glob("*/v*"))
 
 
