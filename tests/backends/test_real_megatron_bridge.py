@@ -179,10 +179,11 @@ def test_our_config_loads_into_the_real_recipe_and_passes_runtime_config_update(
 def _shard_tokens(made: dict) -> set[int]:
     from nemotron.data.indexed import IndexedDatasetReader
 
-    blend = json.loads((Path(made["pre"]["path"]) / "blend.json").read_text())
+    data = Path(made["pre"]["path"])
+    blend = json.loads((data / "blend.json").read_text())
     ids: set[int] = set()
     for prefix in blend["train"][1::2]:
-        reader = IndexedDatasetReader(prefix)
+        reader = IndexedDatasetReader(data / prefix)  # prefixes are relative to blend.json
         for index in range(len(reader)):
             ids.update(int(t) for t in reader[index])
     return ids

@@ -52,14 +52,15 @@ def gpu_answers(gpu_type: str | None):
 
 def compose(args: argparse.Namespace, model: str, mode: str, out: Path, extra: list[str]) -> Any:
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
+    from hydra import initialize_config_dir
 
     import nemotron.cli  # noqa: F401  (registers the resolvers)
 
     runs = [f"run.data={args.pretrain_data if mode == 'pretrain' else args.sft_data}"]
     if mode == "sft":
         runs.append(f"run.model={args.base_model}")
-    with initialize_config_module("nemotron.conf", version_base="1.3"):
+    # the source tree's conf/ (this venv runs our code from PYTHONPATH, where no install maps it to nemotron.conf)
+    with initialize_config_dir(str(Path(__file__).resolve().parents[2] / "conf"), version_base="1.3"):
         return hydra_compose(
             "config",
             [
