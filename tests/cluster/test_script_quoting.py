@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.clitools import clean_env, make_data, nemotron  # noqa: E402
+from helpers.clitools import clean_env, make_data, nemotron
 
-from nemotron.cluster.checks import ClusterError  # noqa: E402
+from nemotron.cluster.checks import ClusterError
 
 pytestmark = pytest.mark.adversarial
 

@@ -17,11 +17,11 @@ import pytest
 
 pytest.importorskip("gigatoken", reason="gigatoken is not installed (it is in the train extra)")
 
-from nemotron.data.indexed import token_dtype  # noqa: E402
-from nemotron.data.pretrain import DataPlan, ShardSettings, build_shards  # noqa: E402
-from nemotron.data.sources import BlendConfig, ScaleConfig  # noqa: E402
-from nemotron.data.synthetic import pretrain_documents  # noqa: E402
-from nemotron.data.tokenizer import PROBE_TEXTS, TokenEncoder, load_tokenizer, train_bpe  # noqa: E402
+from nemotron.data.indexed import token_dtype
+from nemotron.data.pretrain import DataPlan, ShardSettings, build_shards
+from nemotron.data.sources import BlendConfig, ScaleConfig
+from nemotron.data.synthetic import pretrain_documents
+from nemotron.data.tokenizer import PROBE_TEXTS, TokenEncoder, load_tokenizer, train_bpe
 
 pytestmark = pytest.mark.unit
 

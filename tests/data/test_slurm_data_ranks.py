@@ -16,13 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.clitools import TIMEOUT_S, clean_env, nemotron  # noqa: E402
-from test_data_pretrain_ranks import data_dirs, shard_bytes, write_corpus  # noqa: E402
+from helpers.clitools import TIMEOUT_S, clean_env, nemotron
+from helpers.data_ranks import SETTINGS, data_dirs, one_task_shards, shard_bytes, write_corpus
 
 pytestmark = [pytest.mark.e2e]
 
 SLURM = ["launcher=slurm", "launcher.partition=debug", "launcher.timeout_min=10", "launcher.cpus_per_task=1"]
-SETTINGS = ["stage=pretrain_data", "data=multi", "scale=full", "stage.workers=1", "stage.rank_timeout_s=15"]
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +36,7 @@ def corpus(local_slurm, tmp_path_factory) -> tuple[Path, list[str]]:
 
 @pytest.fixture(scope="module")
 def one_task(corpus) -> dict[str, bytes]:
-    base, conf = corpus
-    cwd = base / "tasks1"
-    cwd.mkdir()
-    result = nemotron(*conf, *SETTINGS, "stage.shard_rows=100", f"artifacts.manifest.root={cwd / 'store'}", cwd=cwd)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (data_dir,) = data_dirs(cwd)
-    return shard_bytes(data_dir)
+    return one_task_shards(*corpus, nemotron)
 
 
 @pytest.mark.parametrize("tasks", [2, 4])

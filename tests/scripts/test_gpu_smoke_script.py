@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers.clitools import clean_env, json_line, nemotron, ok, register  # noqa: E402
+from helpers.clitools import clean_env, json_line, nemotron, ok, register
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu_smoke.sh"
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(300)]

@@ -12,11 +12,11 @@ import pytest
 
 pytest.importorskip("huggingface_hub", reason="hf:// roots need the hf extra: pip install -e '.[hf]'")
 
-from huggingface_hub.errors import HfHubHTTPError  # noqa: E402
+from huggingface_hub.errors import HfHubHTTPError
 
-from nemotron.errors import CommitError  # noqa: E402
-from nemotron.store.hf_commit import HubConditionalCreate, HubLocation, hub_creator  # noqa: E402
-from nemotron.store.manifest_store import ManifestStore  # noqa: E402
+from nemotron.errors import CommitError
+from nemotron.store.hf_commit import HubConditionalCreate, HubLocation, hub_creator
+from nemotron.store.manifest_store import ManifestStore
 
 pytestmark = pytest.mark.unit
 

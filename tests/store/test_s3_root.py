@@ -28,7 +28,7 @@ from helpers.clitools import (
 pytest.importorskip("s3fs", reason="s3:// roots need the s3 extra: pip install -e '.[dev]'")
 pytest.importorskip("moto.server", reason="the S3 tests need moto[server]: pip install -e '.[dev]'")
 
-from helpers.s3server import moto_s3, s3_env  # noqa: E402
+from helpers.s3server import moto_s3, s3_env
 
 pytestmark = pytest.mark.integration
 

@@ -26,12 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from helpers.clitools import clean_env, make_data  # noqa: E402
-from helpers.storefaults import FullDisk  # noqa: E402
+from helpers.clitools import clean_env, make_data
+from helpers.storefaults import FullDisk
 
-from nemotron.errors import NemotronError  # noqa: E402
-from nemotron.store.manifest_store import ManifestStore  # noqa: E402
-from nemotron.store.records import Manifest  # noqa: E402
+from nemotron.errors import NemotronError
+from nemotron.store.manifest_store import ManifestStore
+from nemotron.store.records import Manifest
 
 pytestmark = pytest.mark.adversarial
 

@@ -12,9 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers.clitools import clean_env, make_data, nemotron, ok  # noqa: E402
+from helpers.clitools import clean_env, make_data, nemotron, ok
 
-from nemotron.secrets import REDACTED, is_secret_name, redact, redact_override, secret_values  # noqa: E402
+from nemotron.secrets import REDACTED, is_secret_name, redact, redact_override, secret_values
 
 pytestmark = pytest.mark.adversarial
 

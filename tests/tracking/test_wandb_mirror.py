@@ -18,7 +18,7 @@ from helpers.clitools import clean_env, json_line, make_data, manifest, nemotron
 
 pytest.importorskip("wandb", reason="the W&B mirror tests need wandb: pip install -e '.[dev]'")
 
-from helpers.wandb_log import artifact_summary, config_values, history_values, iter_records, records_by_type  # noqa: E402
+from helpers.wandb_log import artifact_summary, config_values, history_values, iter_records, records_by_type
 
 pytestmark = pytest.mark.integration
 

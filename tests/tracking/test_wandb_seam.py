@@ -17,15 +17,15 @@ import pytest
 
 pytest.importorskip("wandb", reason="the W&B seam tests need wandb: pip install -e '.[dev]'")
 
-from wandb.errors import CommError  # noqa: E402
+from wandb.errors import CommError
 
-from nemotron.artcli import main as nemotron_art  # noqa: E402
-from nemotron.artifacts.types import Artifact, ModelArtifact  # noqa: E402
-from nemotron.errors import NemotronError  # noqa: E402
-from nemotron.store.manifest_store import ManifestStore  # noqa: E402
-from nemotron.tracking import wandb_mirror  # noqa: E402
-from nemotron.tracking.session import ArtifactSettings, Tracking  # noqa: E402
-from nemotron.tracking.wandb_mirror import WandbClient, using_client  # noqa: E402
+from nemotron.artcli import main as nemotron_art
+from nemotron.artifacts.types import Artifact, ModelArtifact
+from nemotron.errors import NemotronError
+from nemotron.store.manifest_store import ManifestStore
+from nemotron.tracking import wandb_mirror
+from nemotron.tracking.session import ArtifactSettings, Tracking
+from nemotron.tracking.wandb_mirror import WandbClient, using_client
 
 pytestmark = pytest.mark.unit
 
