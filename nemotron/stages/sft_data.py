@@ -111,18 +111,11 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
         if remote:  # this rank's packed files, before it says it is done
             upload(data_dir, f"{remote}/data", [path for pack in packs.values() for part in pack.parts
                                                 for path, _, _ in part.shards])  # fmt: skip
+        own = RankPacks(run_hash=run_hash, packs=packs, elapsed_sec=elapsed)
         if not ranks.is_rank0:
-            ranks.finish(RankPacks(run_hash=run_hash, packs=packs, elapsed_sec=elapsed).model_dump_json())
+            ranks.finish(own.model_dump_json())
             return None
-        for text in ranks.gather("packing its sources"):
-            theirs = RankPacks.model_validate_json(text)
-            if theirs.run_hash != run_hash:
-                raise NemotronError(
-                    "The ranks of this job hashed the run differently (another tokenizer or "
-                    "config): the tasks of one job must run the same software on the same inputs."
-                )
-            packs |= theirs.packs
-            elapsed = max(elapsed, theirs.elapsed_sec)
+        packs, elapsed = _gather(ranks, own)
     ordered = [packs[s.name] for s in params.blend.sources]
     _check_not_empty(params, ordered)
     metadata, blend_json = write_dataset(params.blend, ordered, settings, data_dir, run_hash, params.scale.name)
@@ -135,15 +128,45 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
         if trained:
             upload_tree(out / "tokenizer", f"{remote}/tokenizer")
     where = remote or str(out)
+    return _artifacts(params, where, tokenizer if trained else None, metadata, ordered, elapsed, ranks.world)
 
+
+def _gather(ranks: RankGroup, own: RankPacks) -> tuple[dict[str, SourcePack], float]:
+    """Rank 0: every rank's packs (its own included) and the slowest rank's time."""
+    packs, elapsed = dict(own.packs), own.elapsed_sec
+    for text in ranks.gather("packing its sources"):
+        theirs = RankPacks.model_validate_json(text)
+        if theirs.run_hash != own.run_hash:
+            raise NemotronError(
+                "The ranks of this job hashed the run differently (another tokenizer or "
+                "config): the tasks of one job must run the same software on the same inputs."
+            )
+        packs |= theirs.packs
+        elapsed = max(elapsed, theirs.elapsed_sec)
+    return packs, elapsed
+
+
+def _artifacts(
+    params: SFTDataParams,
+    where: str,
+    trained: Any | None,
+    metadata: dict[str, Any],
+    ordered: list[SourcePack],
+    elapsed: float,
+    world: int,
+) -> dict[str, Any]:
+    """The SFT data, and the tokenizer when this run trained it (`trained`: that tokenizer, else None)."""
     tokenizer_name = params.scale.artifact_name(params.tokenizer_name)
+    # `art://<name>` with no version: the callback commits the tokenizer first and pins this to its version.
+    tokenizer_uri = params.tokenizer_uri or params.tokenizer.name_or_path
     outputs: dict[str, Any] = {}
-    if trained:
+    if trained is not None:
+        tokenizer_uri = f"art://{tokenizer_name}"
         outputs["tokenizer"] = TokenizerArtifact(
             path=f"{where}/tokenizer",
             name=tokenizer_name,
-            vocab_size=len(tokenizer),
-            metadata={"source": "trained (byte-level BPE on the SFT blend)", "digest": tokenizer_digest(tokenizer)},
+            vocab_size=len(trained),
+            metadata={"source": "trained (byte-level BPE on the SFT blend)", "digest": tokenizer_digest(trained)},
         )
     outputs["data"] = SFTDataArtifact(
         path=f"{where}/data",
@@ -155,11 +178,9 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
         total_sequences=metadata["total_sequences"],
         total_tokens=metadata["total_tokens"],
         elapsed_sec=elapsed,
-        # `art://<name>` with no version: the callback commits the tokenizer first and pins this to its version.
-        tokenizer_uri=f"art://{tokenizer_name}" if trained else params.tokenizer_uri or params.tokenizer.name_or_path,
+        tokenizer_uri=tokenizer_uri,
         source_datasets=[pack.info for pack in ordered],
-        metadata={k: metadata[k] for k in ("algorithm", "overlong", "splits", "run_hash", "scale")}
-        | {"ranks": ranks.world},
+        metadata={k: metadata[k] for k in ("algorithm", "overlong", "splits", "run_hash", "scale")} | {"ranks": world},
     )
     return outputs
 
