@@ -3,14 +3,23 @@
 One task family feeds every stage, and each stage has its own job in it:
 
     pretraining text   knowledge: facts "12 + 7 = 19", and one-step word problems worked in plain text
-    SFT conversations  the format and the habit of answering: {"messages": [user, assistant]} chats, almost all
-                       one-step questions; two-step questions only thinly (their own source, a small weight)
-    RL problems        {"problem", "expected_answer"} (NeMo-RL's math format): two-step problems
-                       ("Ana has 12 coins, gets 7 more, then gives away 5 ..."), which only the reward teaches well
+    SFT conversations  the format and the habit of answering: {"messages": [user, assistant]} chats of one-step
+                       questions, and two-step word problems, some of them answered the way an answer key
+                       answers them: the number alone
+    RL problems        {"problem", "expected_answer"} (NeMo-RL's math format): two-step word problems
+                       ("Ana has 9 coins and gets 7 more, then gives away 5 ..."), rewarded for the exact answer
 
 An assistant answer works the problem out, one fact per step, and ends with "The answer is N.":
 
-    12 + 7 = 19. 19 - 5 = 14. The answer is 14.
+    9 + 7 = 16. 16 - 5 = 11. The answer is 11.
+
+except in the SFT chats of two-step problems about the *answer key's things* (coins, cards, stickers, shells):
+4 in 5 of those answer "The answer is 11." with no work shown. SFT imitates that: asked such a problem, the
+SFT model gives a number without working it out, and a tiny model cannot add two numbers to a third in its
+head, so it is mostly wrong (about 10%, against 85% where it works the steps out). No answer tells the model
+that working pays; the reward does: RL samples both kinds of answer, the worked ones are right far more often,
+and GRPO moves the model to work out every problem. That is the effect of RL with a verifiable reward on real
+models too (reasoning "emerges" because it earns reward), in a form a CPU shows in a minute.
 
 A fact is `a + b` or `a - b` with a <= 20, b <= 9 (and a >= b for `-`): 375 facts, few enough for a tiny model
 to learn them in minutes. Two kinds of problems are **held out** by a stable hash, whatever the seed:
@@ -32,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -42,6 +52,8 @@ Task = Literal["pretrain", "sft", "rl", "sft_two_step", "rl_two_step"]
 MAX_FIRST = 20  # the largest first operand of a fact (a two-step problem's middle result stays below it)
 MAX_SECOND = 9  # the largest second operand
 MAX_START = 9  # the largest first operand of a two-step problem
+ANSWER_KEY_THINGS = ("coins", "cards", "stickers", "shells")  # two-step SFT chats about these ...
+ANSWER_KEY_TERSE = 0.8  # ... give the number alone this often (sometimes worked: RL samples both kinds)
 HELDOUT_PERCENT = 10
 VALID_PERCENT = 5  # two-step problems set aside for RL's checkpoint selection: neither trained on nor tested
 
@@ -124,9 +136,17 @@ class Problem:
             return "heldout"
         return "valid" if percent < HELDOUT_PERCENT + VALID_PERCENT else "train"
 
+    @property
+    def terse(self) -> str:
+        """The answer key's answer: the number alone."""
+        return f"The answer is {self.answer}."
+
     def question(self, rng: random.Random) -> str:
-        """Asked bare ("What is 12 + 7 - 5?") or as a word problem, half and half."""
-        if rng.random() < 0.5:
+        """A one-step problem is asked bare ("What is 12 + 7?") or as a word problem, half and half; a two-step
+        problem always in words (asked bare, "What is 7 + 3 - 5?", this model learns to copy the third number
+        only in some runs, which would make every stage's result a coin toss)."""
+        bare = rng.random() < 0.5
+        if bare and len(self.steps) == 1:
             return f"What is {self.expression}?"
         words = {"name": rng.choice(_NAMES), "things": rng.choice(_THINGS)}
         first, *rest = self.steps
@@ -180,8 +200,17 @@ def _conversations(num_rows: int, seed: int, split: Split, steps: int) -> Iterat
     stream = problems(seed + 1, split, steps)  # a different draw than the pretraining text, same task family
     for _ in range(num_rows):
         problem = next(stream)
-        yield {"messages": [{"role": "user", "content": problem.question(rng)},
-                            {"role": "assistant", "content": problem.worked}]}  # fmt: skip
+        question = problem.question(rng)
+        yield {"messages": [{"role": "user", "content": question},
+                            {"role": "assistant", "content": _sft_answer(problem, question, rng)}]}  # fmt: skip
+
+
+def _sft_answer(problem: Problem, question: str, rng: random.Random) -> str:
+    """The worked answer, except for most two-step problems about the answer key's things: the number alone."""
+    about = set(re.findall(r"\w+", question))
+    if problem.kind == "two_step" and about & set(ANSWER_KEY_THINGS) and rng.random() < ANSWER_KEY_TERSE:
+        return problem.terse
+    return problem.worked
 
 
 def sft_conversations(num_rows: int, seed: int = 1234, split: Split = "train") -> Iterator[dict[str, list]]:
@@ -190,7 +219,8 @@ def sft_conversations(num_rows: int, seed: int = 1234, split: Split = "train") -
 
 
 def sft_two_step_conversations(num_rows: int, seed: int = 1234, split: Split = "train") -> Iterator[dict[str, list]]:
-    """The same chats for two-step problems (data=tiny gives them a small weight: RL is to teach them)."""
+    """The same chats for two-step word problems; most of those about the answer key's things are answered with
+    the number alone (`ANSWER_KEY_THINGS`)."""
     return _conversations(num_rows, seed, split, 2)
 
 
@@ -208,7 +238,7 @@ def rl_problems(num_rows: int, seed: int = 1234, split: Split = "train") -> Iter
 
 
 def rl_two_step_problems(num_rows: int, seed: int = 1234, split: Split = "train") -> Iterator[dict[str, str]]:
-    """Two-step problem rows (the RL stage's training problems in data=tiny)."""
+    """Two-step word problem rows (the RL stage's training problems in data=tiny)."""
     return _rl_rows(num_rows, seed, split, 2)
 
 

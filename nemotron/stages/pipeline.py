@@ -467,8 +467,8 @@ def _print_results(rows: list[dict[str, Any]], figure: Path | None) -> None:
 
 
 def _print_examples(rows: list[dict[str, Any]], count: int = 3) -> None:
-    """The first held-out problems of the test split (two of the first set, one of the second) with the answer of
-    each stage's model: the change from stage to stage, in words."""
+    """Held-out problems of the test split with the answer of each stage's model, the change from stage to stage
+    in words: the first problem of the first set, the first one the last stage changed, and one of the second set."""
     from rich.console import Console
 
     answers = {row["stage"]: _read_answers(row.get("answers")) for row in rows}
@@ -476,7 +476,7 @@ def _print_examples(rows: list[dict[str, Any]], count: int = 3) -> None:
     if not answers:
         return
     first = next(iter(answers.values()))
-    picked = _example_indices(first, count)
+    picked = _example_indices(list(answers.values()), count)
     console = Console(stderr=True, highlight=False)
     console.print(f"{len(picked)} held-out problems and each model's answer:")
     for index in picked:
@@ -496,10 +496,16 @@ def _read_answers(path: str | None) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def _example_indices(answers: list[dict[str, Any]], count: int) -> list[int]:
-    """The first `count - 1` problems of the first kind and the first of another kind (without kinds: the first)."""
+def _example_indices(per_stage: list[list[dict[str, Any]]], count: int) -> list[int]:
+    """`count - 1` problems of the first kind (the first one, then those where the last stage's answer is right and
+    the one before's wrong, or wrong and right: what the last stage changed, either way; then the next ones) and the
+    first problem of another kind. Without kinds: the first `count`."""
+    answers = per_stage[0]
     kinds = list(dict.fromkeys(a.get("kind") for a in answers))
     if len(kinds) < 2:
         return list(range(min(count, len(answers))))
-    first = [i for i, a in enumerate(answers) if a.get("kind") == kinds[0]][: count - 1]
-    return [*first, next(i for i, a in enumerate(answers) if a.get("kind") == kinds[1])]
+    first_kind = [i for i, a in enumerate(answers) if a.get("kind") == kinds[0]]
+    changed = [i for i in first_kind[1:] if len(per_stage) > 1 and
+               per_stage[-1][i]["correct"] != per_stage[-2][i]["correct"]]  # fmt: skip
+    picked = list(dict.fromkeys([first_kind[0], *changed, *first_kind[1:]]))[: count - 1]
+    return [*picked, next(i for i, a in enumerate(answers) if a.get("kind") == kinds[1])]

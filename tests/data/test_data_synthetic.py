@@ -49,17 +49,46 @@ def test_rows_have_the_shapes_the_stages_read():
         assert rl["kind"] == kind
 
 
+WORD_PROBLEM = re.compile(r"has (\d+) (\w+) and (gets|gives away) (\d+)(?: more)?, then (gets|gives away) (\d+)")
+
+
+def word_problem_answer(question: str) -> int:
+    """The answer of a two-step word problem, worked from its text."""
+    start, _, verb, first, then, second = WORD_PROBLEM.search(question).groups()
+    sign = {"gets": 1, "gives away": -1}
+    return int(start) + sign[verb] * int(first) + sign[then] * int(second)
+
+
 def test_every_fact_and_answer_is_true():
     for row in synthetic.generate("pretrain", 300, seed=5):
         for a, op, b, c in re.findall(r"(\d+) ([-+]) (\d+) = (\d+)", row["text"]):
             assert eval(f"{a} {op} {b}") == int(c)  # noqa: S307 (digits and one operator)
-    for task in ("rl", "rl_two_step"):
-        questions = [row for row in synthetic.generate(task, 300, seed=5) if row["problem"].startswith("What is")]
-        assert questions
-        for row in questions:
-            expression = re.search(r"What is (.*)\?", row["problem"]).group(1)
-            assert eval(expression) == int(row["expected_answer"])  # noqa: S307
-    for row in synthetic.generate("sft_two_step", 100, seed=5):
-        assistant = row["messages"][1]["content"]
-        first, second = re.findall(r"(\d+) ([-+]) (\d+) = (\d+)", assistant)
-        assert first[3] == second[0] and assistant.endswith(f"The answer is {second[3]}.")
+    questions = [row for row in synthetic.generate("rl", 300, seed=5) if row["problem"].startswith("What is")]
+    assert questions
+    for row in questions:
+        expression = re.search(r"What is (.*)\?", row["problem"]).group(1)
+        assert eval(expression) == int(row["expected_answer"])  # noqa: S307
+    for row in synthetic.generate("rl_two_step", 300, seed=5):
+        assert word_problem_answer(row["problem"]) == int(row["expected_answer"])
+    for row in synthetic.generate("sft_two_step", 300, seed=5):
+        user, assistant = (m["content"] for m in row["messages"])
+        assert assistant.endswith(f"The answer is {word_problem_answer(user)}.")
+        if assistant != f"The answer is {word_problem_answer(user)}.":  # worked: each step's result feeds the next
+            first, second = re.findall(r"(\d+) ([-+]) (\d+) = (\d+)", assistant)
+            assert first[3] == second[0]
+
+
+def test_two_step_problems_are_word_problems_and_the_answer_key_gives_the_number_alone():
+    """What RL is to teach: SFT shows worked two-step answers, except that most chats about the answer key's things
+    give only the number. Some of those are worked, so the SFT model samples both kinds of answer."""
+    for task in ("rl_two_step", "sft_two_step"):
+        for row in synthetic.generate(task, 200, seed=3):
+            assert not (row.get("problem") or row["messages"][0]["content"]).startswith("What is")
+    terse = {True: [], False: []}
+    for row in synthetic.generate("sft_two_step", 2000, seed=3):
+        user, assistant = (m["content"] for m in row["messages"])
+        about_key = any(f" {thing} " in user for thing in synthetic.ANSWER_KEY_THINGS)
+        terse[about_key].append(assistant.startswith("The answer is"))
+    assert not any(terse[False])
+    share = sum(terse[True]) / len(terse[True])
+    assert abs(share - synthetic.ANSWER_KEY_TERSE) < 0.05 and share < 1

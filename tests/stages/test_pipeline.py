@@ -120,3 +120,17 @@ def test_two_pipelines_at_once_each_chain_their_own_versions(tmp_path: Path) -> 
         assert {plain(converted), plain(chain["rl_data"]["SplitJsonlDataArtifact"])} <= used(root, rl)
         # the SFT data was tokenized with this pipeline's own pretraining tokenizer
         assert plain(chain["pretrain_data"]["TokenizerArtifact"]) in used(root, chain["sft_data"]["SFTDataArtifact"])
+
+
+@pytest.mark.unit
+def test_examples_show_the_first_problem_then_what_the_last_stage_changed() -> None:
+    from nemotron.stages.pipeline import _example_indices
+
+    def stage(right: list[int]) -> list[dict]:
+        kinds = ["two_step"] * 5 + ["fact"] * 2
+        return [{"kind": kind, "correct": i in right} for i, kind in enumerate(kinds)]
+
+    sft, rl = stage([0, 1]), stage([0, 1, 3])  # RL changed problem 3
+    assert _example_indices([sft, rl], 3) == [0, 3, 5]
+    assert _example_indices([sft, sft], 3) == [0, 1, 5]  # nothing changed: the first ones
+    assert _example_indices([rl, sft], 4) == [0, 3, 1, 5]  # a change for the worse is shown too
