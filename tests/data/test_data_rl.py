@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from nemotron.data.synthetic import Fact, Problem
+from helpers.arithmetic import problem_of
 
 pytestmark = pytest.mark.integration
 
@@ -74,20 +73,10 @@ def test_splits_do_not_overlap_and_heldout_problems_are_in_test(tiny_run):
     assert not set(problems["train"]) & set(problems["test"])
     assert not set(problems["val"]) & set(problems["test"])
 
-    def split(problem: str) -> str:
-        numbers = problem.removeprefix("What is ").removesuffix("?").split()
-        a, *rest = numbers
-        steps, value = [], int(a)
-        for op, b in zip(rest[::2], rest[1::2], strict=True):
-            steps.append(Fact(value, op, int(b)))
-            value = steps[-1].answer
-        return Problem(tuple(steps)).split
-
-    plain = {s: [p for p in rows if p.startswith("What is ")] for s, rows in problems.items()}
-    assert plain["train"] and plain["val"] and plain["test"]
-    assert {split(p) for p in plain["train"]} == {"train"}
-    assert {split(p) for p in plain["val"]} == {"valid"}  # selected on: neither trained on nor tested
-    assert {split(p) for p in plain["test"]} == {"heldout"}
+    assert all(problems.values())
+    assert {problem_of(p).split for p in problems["train"]} == {"train"}
+    assert {problem_of(p).split for p in problems["val"]} == {"valid"}  # selected on: neither trained on nor tested
+    assert {problem_of(p).split for p in problems["test"]} == {"heldout"}
     by_source = {s["source"]: s for s in fields["metadata"]["source_splits"]}
     for name in ("two-step-heldout", "facts-heldout"):
         assert by_source[name]["train"] == by_source[name]["val"] == 0

@@ -6,6 +6,7 @@ import itertools
 import re
 
 import pytest
+from helpers.arithmetic import problem_of
 
 from nemotron.data import synthetic
 
@@ -49,16 +50,6 @@ def test_rows_have_the_shapes_the_stages_read():
         assert rl["kind"] == kind
 
 
-WORD_PROBLEM = re.compile(r"has (\d+) (\w+) and (gets|gives away) (\d+)(?: more)?, then (gets|gives away) (\d+)")
-
-
-def word_problem_answer(question: str) -> int:
-    """The answer of a two-step word problem, worked from its text."""
-    start, _, verb, first, then, second = WORD_PROBLEM.search(question).groups()
-    sign = {"gets": 1, "gives away": -1}
-    return int(start) + sign[verb] * int(first) + sign[then] * int(second)
-
-
 def test_every_fact_and_answer_is_true():
     for row in synthetic.generate("pretrain", 300, seed=5):
         for a, op, b, c in re.findall(r"(\d+) ([-+]) (\d+) = (\d+)", row["text"]):
@@ -69,11 +60,11 @@ def test_every_fact_and_answer_is_true():
         expression = re.search(r"What is (.*)\?", row["problem"]).group(1)
         assert eval(expression) == int(row["expected_answer"])  # noqa: S307
     for row in synthetic.generate("rl_two_step", 300, seed=5):
-        assert word_problem_answer(row["problem"]) == int(row["expected_answer"])
+        assert problem_of(row["problem"]).answer == int(row["expected_answer"])
     for row in synthetic.generate("sft_two_step", 300, seed=5):
         user, assistant = (m["content"] for m in row["messages"])
-        assert assistant.endswith(f"The answer is {word_problem_answer(user)}.")
-        if assistant != f"The answer is {word_problem_answer(user)}.":  # worked: each step's result feeds the next
+        assert assistant.endswith(problem_of(user).terse)
+        if assistant != problem_of(user).terse:  # worked: each step's result feeds the next
             first, second = re.findall(r"(\d+) ([-+]) (\d+) = (\d+)", assistant)
             assert first[3] == second[0]
 
