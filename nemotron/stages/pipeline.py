@@ -505,7 +505,7 @@ def _example_indices(per_stage: list[list[dict[str, Any]]], count: int) -> list[
     if len(kinds) < 2:
         return list(range(min(count, len(answers))))
     first_kind = [i for i, a in enumerate(answers) if a.get("kind") == kinds[0]]
-    changed = [i for i in first_kind[1:] if len(per_stage) > 1 and
-               per_stage[-1][i]["correct"] != per_stage[-2][i]["correct"]]  # fmt: skip
+    last, before = per_stage[-1], per_stage[-2:][0]  # one stage: the same list, so nothing changed
+    changed = [i for i in first_kind[1:] if last[i]["correct"] != before[i]["correct"]]
     picked = list(dict.fromkeys([first_kind[0], *changed, *first_kind[1:]]))[: count - 1]
     return [*picked, next(i for i, a in enumerate(answers) if a.get("kind") == kinds[1])]
